@@ -1,0 +1,132 @@
+"""Configuration classes: the embedded default, testing and production.
+
+`create_app()` picks one from HMS_ENV (development | testing | production); with no
+environment variables at all it runs the embedded default: SQLite under instance/,
+an in-memory cache, an in-process broker and in-memory rate limits.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def normalize_database_url(url: str) -> str:
+    """Point plain postgres:// URLs at the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Config:
+    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-not-secret")
+    SQLALCHEMY_DATABASE_URI = normalize_database_url(
+        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'instance' / 'hms.sqlite3'}")
+    )
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    REDIS_URL = os.environ.get("REDIS_URL") or None
+    CLINIC_TIMEZONE = os.environ.get("CLINIC_TIMEZONE", "UTC")
+
+    # Bearer tokens and sessions.
+    TOKEN_TTL_SECONDS = _int("TOKEN_TTL_SECONDS", 12 * 3600)
+    PASSWORD_HASH_METHOD = "scrypt"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    MAX_CONTENT_LENGTH = 1024 * 1024
+
+    # Failed-login throttling (flask-limiter syntax).
+    LOGIN_LIMIT_PER_USERNAME = os.environ.get("LOGIN_LIMIT_PER_USERNAME", "5 per minute")
+    LOGIN_LIMIT_PER_CLIENT = os.environ.get("LOGIN_LIMIT_PER_CLIENT", "20 per minute")
+    RATELIMIT_HEADERS_ENABLED = True
+
+    # Cache lifetimes (seconds).
+    REFERENCE_CACHE_SECONDS = 3600
+    DOCTOR_CACHE_SECONDS = 300
+    QUEUE_CACHE_SECONDS = 30
+
+    # Live stream.
+    SSE_MAX_CONNECTIONS_PER_DOCTOR = _int("SSE_MAX_CONNECTIONS_PER_DOCTOR", 20)
+    SSE_HEARTBEAT_SECONDS = _int("SSE_HEARTBEAT_SECONDS", 15)
+    SSE_RETRY_MS = _int("SSE_RETRY_MS", 3000)
+
+    # flask-smorest / OpenAPI.
+    API_TITLE = "HMS"
+    API_VERSION = "1.0"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "docs"
+    OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
+    API_SPEC_OPTIONS = {
+        "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearerAuth": []}],
+    }
+
+    def __init__(self) -> None:
+        # Settings that depend on other settings are derived per instance, so tests can
+        # override REDIS_URL / DATABASE_URL before building the app.
+        if self.SQLALCHEMY_DATABASE_URI.startswith("sqlite"):
+            self.SQLALCHEMY_ENGINE_OPTIONS = {"connect_args": {"timeout": 30}}
+        else:
+            self.SQLALCHEMY_ENGINE_OPTIONS = {
+                "pool_size": _int("DB_POOL_SIZE", 10),
+                "max_overflow": _int("DB_MAX_OVERFLOW", 20),
+                "pool_pre_ping": True,
+                "pool_timeout": 10,
+            }
+        if self.REDIS_URL:
+            self.CACHE_TYPE = "RedisCache"
+            self.CACHE_REDIS_URL = self.REDIS_URL
+            self.CACHE_KEY_PREFIX = "hms:"
+            self.CACHE_OPTIONS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+            self.RATELIMIT_STORAGE_URI = self.REDIS_URL
+            self.RATELIMIT_STORAGE_OPTIONS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+        else:
+            self.CACHE_TYPE = "SimpleCache"
+            self.CACHE_THRESHOLD = 10000
+            self.RATELIMIT_STORAGE_URI = "memory://"
+        self.CACHE_DEFAULT_TIMEOUT = 300
+
+
+class DevelopmentConfig(Config):
+    """The embedded default: no environment variables needed."""
+
+
+class TestingConfig(Config):
+    TESTING = True
+    SQLALCHEMY_DATABASE_URI = normalize_database_url(os.environ.get("TEST_DATABASE_URL", "sqlite://"))
+    REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
+    # Cheap hashes keep the suite fast; production keeps werkzeug's scrypt defaults.
+    PASSWORD_HASH_METHOD = "scrypt:1024:8:1"
+    SECRET_KEY = "testing-secret"
+    SSE_HEARTBEAT_SECONDS = 1
+
+
+class ProductionConfig(Config):
+    def __init__(self) -> None:
+        missing = [name for name in ("SECRET_KEY", "DATABASE_URL") if not os.environ.get(name)]
+        if missing:
+            raise RuntimeError(f"production needs {', '.join(missing)} in the environment")
+        super().__init__()
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def get_config(name: str | None = None) -> Config:
+    name = name or os.environ.get("HMS_ENV", "development")
+    try:
+        return CONFIGS[name]()
+    except KeyError:
+        raise RuntimeError(f"unknown HMS_ENV {name!r}; use one of {sorted(CONFIGS)}") from None

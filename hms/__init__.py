@@ -1,0 +1,85 @@
+"""HMS: a hospital and clinic management backend. `create_app()` builds the Flask app."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from config import Config, get_config
+
+
+def create_app(config: Config | str | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_object(config if isinstance(config, Config) else get_config(config))
+    _configure_logging(app)
+    _ensure_sqlite_folder(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errors(app)
+    register_cli(app)
+    from hms.auth.access import check_policies
+
+    check_policies(app)
+    return app
+
+
+def _configure_logging(app: Flask) -> None:
+    if not app.debug and not app.testing:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _ensure_sqlite_folder(app: Flask) -> None:
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def register_extensions(app: Flask) -> None:
+    from hms import models  # noqa: F401 - every table known to SQLAlchemy and Alembic
+    from hms.auth.access import init_access
+    from hms.core.converters import IdConverter
+    from hms.extensions import api, cache, db, limiter, migrate
+
+    app.url_map.converters["id"] = IdConverter
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(app.root_path + "/../migrations"), compare_type=True)
+    cache.init_app(app)
+    limiter.init_app(app)
+    api.init_app(app)
+    api.register_converter(IdConverter, lambda _: {"type": "integer", "minimum": 1, "maximum": 2**31 - 1})
+    init_access(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from hms.appointments.routes import blp as appointments
+    from hms.auth.routes import blp as auth
+    from hms.billing.routes import blp as billing
+    from hms.extensions import api
+    from hms.ops.routes import bp as ops
+    from hms.patients.routes import blp as patients
+    from hms.prescriptions.routes import blp as prescriptions
+    from hms.realtime.routes import blp as realtime
+    from hms.reference.routes import blp as reference
+    from hms.staff.routes import blp as staff
+    from hms.web.routes import bp as web
+
+    for blueprint in (auth, staff, reference, patients, appointments, billing, prescriptions, realtime):
+        api.register_blueprint(blueprint)
+    app.register_blueprint(ops)
+    app.register_blueprint(web)
+
+
+def register_errors(app: Flask) -> None:
+    from hms.errors import register_error_handlers
+    from hms.extensions import api
+
+    register_error_handlers(app, api)
+
+
+def register_cli(app: Flask) -> None:
+    from hms.cli import register_commands
+
+    register_commands(app)

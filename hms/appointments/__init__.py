@@ -1,0 +1,1 @@
+"""The appointments domain."""

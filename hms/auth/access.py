@@ -1,0 +1,130 @@
+"""The one access-control mechanism: every route declares who may call it.
+
+Views are marked with `@allow(*roles)` or `@public`. A single before-request hook
+authenticates the caller (bearer token, or the session cookie for safe methods) and
+checks the role before the view, its argument parsing or its validation run: 401
+always comes before any 422. Object-level rules ("a doctor, on own appointments") are
+the services' business; roles are decided here and nowhere else.
+
+`check_policies(app)` runs at start-up and refuses to start if any route has no
+declared policy, so a route cannot be forgotten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask, current_app, g, redirect, request, session, url_for
+
+from hms.auth.models import ROLES
+from hms.auth.service import Identity, identity_from_session, identity_from_token
+from hms.errors import Forbidden, Unauthorized
+
+PUBLIC = "public"
+ANY_ROLE = frozenset(ROLES)
+STAFF = frozenset(ROLES) - {"display"}
+_ATTR = "_hms_policy"
+# Endpoints added by libraries (flask-smorest's docs, Flask's static files).
+_LIBRARY_PUBLIC = {"static", "api-docs.openapi_json", "api-docs.openapi_swagger_ui"}
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def allow(*roles: str) -> Callable:
+    """Let only these roles call the view (any authenticated role: `allow(*ANY_ROLE)`)."""
+    unknown = set(roles) - set(ROLES)
+    if unknown or not roles:
+        raise ValueError(f"unknown roles {unknown}")
+
+    def mark(view: Callable) -> Callable:
+        setattr(view, _ATTR, frozenset(roles))
+        return view
+
+    return mark
+
+
+def public(view: Callable) -> Callable:
+    setattr(view, _ATTR, PUBLIC)
+    return view
+
+
+def page(*roles: str) -> Callable:
+    """Like allow(), for server-rendered pages: no session redirects to /login."""
+
+    def mark(view: Callable) -> Callable:
+        allow(*roles)(view)
+        view._hms_page = True
+        return view
+
+    return mark
+
+
+def policy_of(endpoint: str, method: str):
+    """The declared policy of an endpoint for one HTTP method, or None."""
+    if endpoint in _LIBRARY_PUBLIC:
+        return PUBLIC
+    view = current_app.view_functions[endpoint]
+    view_class = getattr(view, "view_class", None)
+    if view_class is not None:
+        handler = getattr(view_class, method.lower(), None)
+        if handler is None and method == "HEAD":
+            handler = getattr(view_class, "get", None)
+        if handler is None:
+            return PUBLIC if method == "OPTIONS" else None
+        view = handler
+    return getattr(view, _ATTR, None)
+
+
+def current_identity() -> Identity:
+    return g.identity
+
+
+def _authenticate() -> Identity | None:
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return identity_from_token(token.strip())
+    # The session cookie serves the pages and a browser EventSource. It is not accepted
+    # for state-changing API calls, which would make them open to cross-site requests.
+    if request.method in _SAFE_METHODS or not request.path.startswith("/api/"):
+        return identity_from_session(session)
+    return None
+
+
+def enforce_policy():
+    if request.routing_exception is not None or request.endpoint is None:
+        return None  # 404 / 405 render as usual
+    if request.method == "OPTIONS":
+        return None
+    policy = policy_of(request.endpoint, request.method)
+    if policy == PUBLIC:
+        return None
+    if policy is None:  # check_policies() makes this unreachable; fail closed anyway
+        raise Forbidden("This route has no access policy.")
+    identity = _authenticate()
+    view = current_app.view_functions[request.endpoint]
+    if identity is None:
+        if getattr(view, "_hms_page", False):
+            return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
+        raise Unauthorized("Authentication required: send Authorization: Bearer <token>.")
+    g.identity = identity
+    if identity.role not in policy:
+        raise Forbidden(f"The {identity.role} role may not do this.")
+    return None
+
+
+def check_policies(app: Flask) -> None:
+    """Refuse to start with a route that declares no policy."""
+    missing = []
+    with app.test_request_context():
+        for rule in app.url_map.iter_rules():
+            for method in sorted(rule.methods - {"OPTIONS"}):
+                if policy_of(rule.endpoint, method) is None:
+                    missing.append(f"{method} {rule.rule}")
+    if missing:
+        raise RuntimeError("routes without an access policy: " + ", ".join(missing))
+
+
+def init_access(app: Flask) -> None:
+    app.before_request(enforce_policy)

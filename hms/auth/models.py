@@ -1,0 +1,46 @@
+"""Staff accounts. A doctor is a staff member with role `doctor`; its id is the doctor_id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from hms.core.types import Money, UTCDateTime, utc_now
+from hms.extensions import db
+
+ROLES = ("admin", "reception", "doctor", "cashier", "display")
+
+
+class User(db.Model):
+    __tablename__ = "users"
+    __table_args__ = (
+        Index("ix_users_role_name", "role", "name"),
+        Index("ix_users_department_id", "department_id"),
+        Index("ix_users_specialization_id", "specialization_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(16))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    specialization_id: Mapped[int | None] = mapped_column(ForeignKey("specializations.id"))
+    consultation_fee: Mapped[Decimal | None] = mapped_column(Money)
+    hospital_fee: Mapped[Decimal | None] = mapped_column(Money)
+    is_available: Mapped[bool] = mapped_column(default=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    # Bumped when the password changes or the account is disabled: every token and
+    # session carries the epoch it was issued under, and stops working once it differs.
+    token_epoch: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now, onupdate=utc_now)
+
+    department = relationship("Department", lazy="raise")
+    specialization = relationship("Specialization", lazy="raise")
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.username} {self.role}>"

@@ -1,0 +1,115 @@
+"""Accounts: password checks, bearer tokens, and the cached identity of a caller.
+
+A token is signed (itsdangerous) and carries the user id and the account's token
+epoch. Changing the password or disabling the account bumps the epoch, so every token
+and session issued before stops working at the next request. The identity behind a
+token is read through the cache (invalidated after each account change), so checking
+a token costs no database query on the hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from hms.auth.models import User
+from hms.core.cache import cache_delete, cached
+from hms.errors import Unauthorized
+from hms.extensions import db
+
+IDENTITY_CACHE_SECONDS = 60
+BAD_LOGIN = "Invalid username or password."
+# Checked against when the username is unknown, so both failures take the same time.
+_DUMMY_HASH = generate_password_hash("not-a-password", method="scrypt:1024:8:1")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: what every permission check and audit field needs."""
+
+    id: int
+    username: str
+    name: str
+    role: str
+    active: bool
+    token_epoch: int
+
+    def public(self) -> dict:
+        return {"id": self.id, "username": self.username, "name": self.name, "role": self.role}
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="hms-access-token")
+
+
+def _identity_key(user_id: int) -> str:
+    return f"identity:{user_id}"
+
+
+def load_identity(user_id: int) -> Identity | None:
+    def load() -> dict | None:
+        user = db.session.get(User, user_id)
+        if user is None:
+            return None
+        return asdict(Identity(user.id, user.username, user.name, user.role, user.active, user.token_epoch))
+
+    data = cached(_identity_key(user_id), IDENTITY_CACHE_SECONDS, load)
+    return Identity(**data) if data else None
+
+
+def forget_identity(user_id: int) -> None:
+    """Call after committing any change to an account."""
+    cache_delete(_identity_key(user_id))
+
+
+def authenticate(username: str, password: str) -> Identity:
+    user = db.session.scalar(select(User).where(User.username == username.strip().lower()))
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        raise Unauthorized(BAD_LOGIN)
+    if not check_password_hash(user.password_hash, password) or not user.active:
+        raise Unauthorized(BAD_LOGIN)
+    return Identity(user.id, user.username, user.name, user.role, user.active, user.token_epoch)
+
+
+def issue_token(identity: Identity) -> dict:
+    ttl = current_app.config["TOKEN_TTL_SECONDS"]
+    token = _serializer().dumps([identity.id, identity.token_epoch])
+    return {
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": ttl,
+        "user": identity.public(),
+    }
+
+
+def identity_from_token(token: str) -> Identity | None:
+    try:
+        user_id, epoch = _serializer().loads(token, max_age=current_app.config["TOKEN_TTL_SECONDS"])
+    except (SignatureExpired, BadSignature, ValueError, TypeError):
+        return None
+    return _current(user_id, epoch)
+
+
+def identity_from_session(session: dict) -> Identity | None:
+    user_id, epoch = session.get("uid"), session.get("epoch")
+    if not isinstance(user_id, int) or not isinstance(epoch, int):
+        return None
+    return _current(user_id, epoch)
+
+
+def _current(user_id, epoch) -> Identity | None:
+    if not isinstance(user_id, int) or not isinstance(epoch, int):
+        return None
+    identity = load_identity(user_id)
+    if identity is None or not identity.active or identity.token_epoch != epoch:
+        return None
+    return identity

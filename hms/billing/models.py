@@ -1,0 +1,106 @@
+"""Bills, their items, append-only payments and refunds, and idempotency records."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from hms.core.types import Money, UTCDateTime, utc_now
+from hms.extensions import db
+
+UNPAID = "UNPAID"
+PARTIALLY_PAID = "PARTIALLY_PAID"
+PAID = "PAID"
+VOID = "VOID"
+BILL_STATUSES = (UNPAID, PARTIALLY_PAID, PAID, VOID)
+PAYMENT = "PAYMENT"
+REFUND = "REFUND"
+PAYMENT_METHODS = ("CASH", "CARD", "UPI", "INSURANCE", "OTHER")
+
+
+class Bill(db.Model):
+    __tablename__ = "bills"
+    __table_args__ = (
+        Index("ix_bills_appointment_id", "appointment_id"),
+        Index("ix_bills_patient_created", "patient_id", "created_at"),
+        Index("ix_bills_status_created", "status", "created_at"),
+        # Overdue: due > 0 and due_date before today.
+        Index(
+            "ix_bills_overdue",
+            "due_date",
+            postgresql_where=text("due_amount > 0"),
+            sqlite_where=text("due_amount > 0"),
+        ),
+        Index("ix_bills_status_due_amount", "status", "due_amount"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    status: Mapped[str] = mapped_column(String(16), default=UNPAID)
+    total_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    paid_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    due_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    due_date: Mapped[date | None] = mapped_column(Date)
+    void_reason: Mapped[str | None] = mapped_column(String(500))
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now, onupdate=utc_now)
+
+    items = relationship("BillItem", lazy="raise", order_by="BillItem.id")
+    payments = relationship("Payment", lazy="raise", order_by="Payment.id")
+
+
+class BillItem(db.Model):
+    __tablename__ = "bill_items"
+    __table_args__ = (Index("ix_bill_items_bill_id", "bill_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"))
+    category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
+    description: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class Payment(db.Model):
+    """A payment or a refund. Append-only: never updated, never deleted."""
+
+    __tablename__ = "payments"
+    __table_args__ = (Index("ix_payments_bill_id", "bill_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"))
+    kind: Mapped[str] = mapped_column(String(8))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    method: Mapped[str] = mapped_column(String(16))
+    reference: Mapped[str | None] = mapped_column(String(120))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    received_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+    received_by = relationship("User", lazy="raise")
+
+
+class IdempotencyRecord(db.Model):
+    """An Idempotency-Key seen from one account: the request's fingerprint and the answer."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (
+        UniqueConstraint("user_id", "key", name="uq_idempotency_user_key"),
+        Index("ix_idempotency_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    response_status: Mapped[int | None]
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)

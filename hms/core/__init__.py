@@ -1,0 +1,1 @@
+"""Shared building blocks: field types, pagination, caching, time and counters."""

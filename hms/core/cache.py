@@ -1,0 +1,75 @@
+"""Cache access that never fails a request.
+
+Everything goes through flask-caching's `cache` (Redis when REDIS_URL is set, an
+in-process SimpleCache otherwise). When Redis is down, reads miss and fall through
+to the database, writes and deletes are skipped: the REST API keeps answering.
+
+Lists are cached under a per-namespace generation number, so one write can invalidate
+every cached page and search of that namespace with a single increment.
+Invalidate only after the transaction that changed the data has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from hms.extensions import cache
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_MISSING = object()
+
+
+def cache_get(key: str) -> Any:
+    try:
+        return cache.get(key)
+    except Exception:  # noqa: BLE001 - a cache outage must not fail the request
+        log.warning("cache get failed for %s", key, exc_info=True)
+        return None
+
+
+def cache_set(key: str, value: Any, timeout: int) -> None:
+    try:
+        cache.set(key, value, timeout=timeout)
+    except Exception:  # noqa: BLE001
+        log.warning("cache set failed for %s", key, exc_info=True)
+
+
+def cache_delete(*keys: str) -> None:
+    try:
+        cache.delete_many(*keys)
+    except Exception:  # noqa: BLE001
+        log.warning("cache delete failed for %s", keys, exc_info=True)
+
+
+def cached(key: str, timeout: int, load: Callable[[], T]) -> T:
+    """Return the cached value of `key`, or load, store and return it."""
+    value = cache_get(key)
+    if value is not None:
+        return value
+    value = load()
+    if value is not None:
+        cache_set(key, value, timeout)
+    return value
+
+
+def generation(namespace: str) -> str:
+    """The current generation tag of `namespace`, for building list cache keys.
+
+    Tags are random and never reused: if the tag itself is evicted or lost, a new one
+    is drawn and old entries are simply never read again (they expire on their own).
+    """
+    key = f"gen:{namespace}"
+    tag = cache_get(key)
+    if tag is None:
+        tag = uuid.uuid4().hex[:12]
+        cache_set(key, tag, timeout=0)
+    return tag
+
+
+def bump_generation(namespace: str) -> None:
+    """Invalidate every key built with `generation(namespace)`."""
+    cache_set(f"gen:{namespace}", uuid.uuid4().hex[:12], timeout=0)

@@ -1,0 +1,107 @@
+"""Marshmallow fields and base schemas shared by every domain."""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+MAX_ID = 2**31 - 1
+MONEY_MAX = Decimal("9999999999.99")  # NUMERIC(12,2)
+TWO_PLACES = Decimal("0.01")
+
+
+class Money(fields.Field):
+    """Money: a string with two places out; a string or number with <= 2 places in.
+
+    Floats are read through their shortest repr (150.1 -> "150.1"), so a JSON number
+    never picks up binary noise; NaN, infinities, negatives and a third decimal are
+    rejected with 422.
+    """
+
+    default_error_messages = {
+        "invalid": 'Must be a decimal amount with at most two decimals, e.g. "150.00".',
+        "negative": "Must not be negative.",
+        "too_large": "Must be at most 9999999999.99.",
+        "places": "At most two decimal places.",
+    }
+
+    def __init__(self, *, allow_zero: bool = True, **kwargs):
+        self.allow_zero = allow_zero
+        super().__init__(**kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return str(Decimal(value).quantize(TWO_PLACES, rounding=ROUND_HALF_UP))
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise self.make_error("invalid")
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise self.make_error("invalid")
+            value = repr(value)
+        text = str(value).strip()
+        if not text or len(text) > 20:
+            raise self.make_error("invalid")
+        try:
+            amount = Decimal(text)
+        except InvalidOperation:
+            raise self.make_error("invalid") from None
+        if not amount.is_finite():
+            raise self.make_error("invalid")
+        if amount < 0:
+            raise self.make_error("negative")
+        if amount != amount.quantize(TWO_PLACES):
+            raise self.make_error("places")
+        if amount > MONEY_MAX:
+            raise self.make_error("too_large")
+        if not self.allow_zero and amount == 0:
+            raise ma.ValidationError("Must be greater than zero.")
+        return amount.quantize(TWO_PLACES)
+
+
+def Id(**kwargs) -> fields.Integer:  # noqa: N802 - reads like a field class
+    """An integer id that fits the database's INTEGER (larger ones are 422, not 500)."""
+    return fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+
+
+def Text(max_length: int = 200, **kwargs) -> fields.String:  # noqa: N802
+    """A bounded string: a huge one is 422, never a storage error."""
+    min_length = 0 if kwargs.get("allow_none") or not kwargs.get("required") else 1
+    return fields.String(validate=validate.Length(min=min_length, max=max_length), **kwargs)
+
+
+class StrictSchema(ma.Schema):
+    """Unknown fields are an error (422), so a typo is never silently ignored."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+
+class PageQuery(StrictSchema):
+    """?page=&limit= (1..100, default 20). Subclasses add their filters."""
+
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+
+class SearchPageQuery(PageQuery):
+    q = fields.String(validate=validate.Length(min=1, max=100))
+
+
+class PageMeta(ma.Schema):
+    page = fields.Integer()
+    limit = fields.Integer()
+    total = fields.Integer()
+
+
+def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
+    """The list envelope {"data": [...], "meta": {...}} for one item schema."""
+    return ma.Schema.from_dict(
+        {"data": fields.List(fields.Nested(item_schema)), "meta": fields.Nested(PageMeta)},
+        name=name,
+    )

@@ -1,0 +1,20 @@
+"""Clinic time: 'today' is today in CLINIC_TIMEZONE; stored timestamps are UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def clinic_zone() -> ZoneInfo:
+    return ZoneInfo(current_app.config["CLINIC_TIMEZONE"])
+
+
+def clinic_today() -> date:
+    return datetime.now(clinic_zone()).date()

@@ -1,0 +1,110 @@
+"""Domain errors and their one mapping to the error body of API.md.
+
+Services raise these; they never import Flask's request layer. `register_error_handlers`
+turns each into flask-smorest's error body, and a unique-key IntegrityError into 409.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+from werkzeug.exceptions import HTTPException, default_exceptions
+
+log = logging.getLogger(__name__)
+
+
+class HMSError(Exception):
+    status_code = 400
+
+    def __init__(self, message: str, errors: dict | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+        self.headers = headers
+
+
+class NotFound(HMSError):
+    status_code = 404
+
+
+class Forbidden(HMSError):
+    status_code = 403
+
+
+class Unauthorized(HMSError):
+    status_code = 401
+
+
+class Conflict(HMSError):
+    """The request is valid but conflicts with the current state (409)."""
+
+    status_code = 409
+
+
+class InvalidState(Conflict):
+    """An illegal status transition (409)."""
+
+
+class ValidationFailed(HMSError):
+    """Input that is well-formed but wrong for this resource (422)."""
+
+    status_code = 422
+
+    @classmethod
+    def field(cls, field: str, message: str) -> ValidationFailed:
+        return cls(message, errors={"json": {field: [message]}})
+
+
+class TooManyRequests(HMSError):
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class ServiceUnavailable(HMSError):
+    status_code = 503
+
+
+def http_error(status_code: int, message: str, errors: dict | None = None, headers=None):
+    """Build the werkzeug exception flask-smorest renders as the error body."""
+    exc = default_exceptions[status_code]()
+    exc.data = {"message": message}
+    if errors:
+        exc.data["errors"] = errors
+    if headers:
+        exc.data["headers"] = headers
+    return exc
+
+
+def register_error_handlers(app, api) -> None:
+    def render(exc: HTTPException):
+        return api.handle_http_exception(exc)
+
+    @app.errorhandler(HMSError)
+    def handle_domain_error(err: HMSError):
+        return render(http_error(err.status_code, err.message, err.errors, err.headers))
+
+    @app.errorhandler(IntegrityError)
+    def handle_integrity_error(err: IntegrityError):
+        from hms.extensions import db
+
+        db.session.rollback()
+        log.info("integrity error mapped to 409: %s", err.orig)
+        return render(http_error(409, "This conflicts with an existing record."))
+
+    @app.errorhandler(OperationalError)
+    def handle_operational_error(err: OperationalError):
+        from hms.extensions import db
+
+        db.session.rollback()
+        log.exception("database unavailable")
+        return render(http_error(503, "The database is unavailable; try again shortly."))
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(err: Exception):
+        if isinstance(err, HTTPException):
+            return render(err)
+        log.exception("unhandled error")
+        return render(http_error(500, "Internal server error."))

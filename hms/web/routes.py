@@ -1,0 +1,56 @@
+"""Server-rendered pages: the session-cookie login (and, later, the waiting-room display)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, redirect, render_template, request, session, url_for
+
+from hms.auth import service
+from hms.auth.access import ANY_ROLE, page, public
+from hms.errors import Unauthorized
+from hms.extensions import limiter
+
+bp = Blueprint("web", __name__, template_folder="templates")
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths: never an open redirect."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return url_for("web.home")
+    parts = urlsplit(target)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit("20 per minute", methods=["POST"], deduct_when=lambda r: r.status_code == 401)
+@public
+def login():
+    error = None
+    status = 200
+    if request.method == "POST":
+        username = request.form.get("username", "")[:64]
+        password = request.form.get("password", "")[:256]
+        try:
+            identity = service.authenticate(username, password)
+        except Unauthorized as exc:
+            error, status = exc.message, 401
+        else:
+            session.clear()
+            session["uid"] = identity.id
+            session["epoch"] = identity.token_epoch
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("login.html", error=error, next=request.args.get("next", "")), status
+
+
+@bp.route("/logout", methods=["POST"])
+@public
+def logout():
+    session.clear()
+    return redirect(url_for("web.login"))
+
+
+@bp.route("/")
+@page(*ANY_ROLE)
+def home():
+    return render_template("home.html")
