@@ -26,13 +26,7 @@ def normalize_database_url(url: str) -> str:
 
 
 class Config:
-    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-not-secret")
-    SQLALCHEMY_DATABASE_URI = normalize_database_url(
-        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'instance' / 'hms.sqlite3'}")
-    )
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
-    REDIS_URL = os.environ.get("REDIS_URL") or None
-    CLINIC_TIMEZONE = os.environ.get("CLINIC_TIMEZONE", "UTC")
 
     # Bearer tokens and sessions.
     TOKEN_TTL_SECONDS = _int("TOKEN_TTL_SECONDS", 12 * 3600)
@@ -69,9 +63,18 @@ class Config:
         "security": [{"bearerAuth": []}],
     }
 
+    def read_environment(self) -> None:
+        """Settings read from the environment when the config is built, not at import."""
+        self.SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-not-secret")
+        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(
+            os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'instance' / 'hms.sqlite3'}")
+        )
+        self.REDIS_URL = os.environ.get("REDIS_URL") or None
+        self.CLINIC_TIMEZONE = os.environ.get("CLINIC_TIMEZONE", "UTC")
+
     def __init__(self) -> None:
-        # Settings that depend on other settings are derived per instance, so tests can
-        # override REDIS_URL / DATABASE_URL before building the app.
+        self.read_environment()
+        # Settings that depend on other settings are derived from them.
         if self.SQLALCHEMY_DATABASE_URI.startswith("sqlite"):
             self.SQLALCHEMY_ENGINE_OPTIONS = {"connect_args": {"timeout": 30}}
         else:
@@ -101,12 +104,15 @@ class DevelopmentConfig(Config):
 
 class TestingConfig(Config):
     TESTING = True
-    SQLALCHEMY_DATABASE_URI = normalize_database_url(os.environ.get("TEST_DATABASE_URL", "sqlite://"))
-    REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
     # Cheap hashes keep the suite fast; production keeps werkzeug's scrypt defaults.
     PASSWORD_HASH_METHOD = "scrypt:1024:8:1"
-    SECRET_KEY = "testing-secret"
     SSE_HEARTBEAT_SECONDS = 1
+
+    def read_environment(self) -> None:
+        super().read_environment()
+        self.SECRET_KEY = "testing-secret"
+        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(os.environ.get("TEST_DATABASE_URL", "sqlite://"))
+        self.REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
 
 
 class ProductionConfig(Config):
