@@ -4,9 +4,12 @@ from flask_caching import Cache
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
-from flask_smorest import Api
+from flask_smorest import Api, Blueprint
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
+
+from hms.realtime.broker import QueueBroker
+from hms.realtime.limiter import StreamSlots
 
 
 class Base(DeclarativeBase):
@@ -33,8 +36,20 @@ class HMSApi(Api):
         return payload, code, headers
 
 
+# webargs silently drops unknown query parameters; make them follow each schema's
+# Meta.unknown instead (RAISE for ours), so `?stauts=WAITING` is a 422, not an
+# unfiltered list. Every flask-smorest Blueprint shares this parser instance.
+Blueprint.ARGUMENTS_PARSER.DEFAULT_UNKNOWN_BY_LOCATION = {
+    **Blueprint.ARGUMENTS_PARSER.DEFAULT_UNKNOWN_BY_LOCATION,
+    "query": None,
+    "querystring": None,
+}
+
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 api = HMSApi()
 cache = Cache()
 limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
+# Live queue streams: the queue-change broker and the per-doctor stream slots.
+broker = QueueBroker()
+stream_slots = StreamSlots()

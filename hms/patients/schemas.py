@@ -1,0 +1,148 @@
+"""Patient request and response schemas.
+
+Input is checked here for shape (types, lengths, character sets, the gender list);
+the rules that need "today" or the stored row (date of birth not in the future, age
+agreeing with the date of birth) live in the service.
+"""
+
+from __future__ import annotations
+
+import re
+
+import marshmallow as ma
+from marshmallow import fields, validate, validates
+
+from hms.core.fields import SearchPageQuery, StrictSchema, page_schema
+from hms.patients.models import GENDERS
+from hms.patients.service import age_of
+
+NAME_MAX = 120
+ADDRESS_MAX = 300
+PHONE_PATTERN = re.compile(r"^[0-9 +()\-]{3,20}$")
+# PostgreSQL rejects NUL in text and the others are never meant in a name or address.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def normalize_phone(raw: str) -> str:
+    """Digits only, with a leading "+" kept when the number starts with one."""
+    text = raw.strip()
+    digits = re.sub(r"\D", "", text)
+    return ("+" + digits) if text.startswith("+") else digits
+
+
+def _check_phone(value: str) -> None:
+    if not PHONE_PATTERN.fullmatch(value):
+        raise ma.ValidationError("3 to 20 characters: digits, spaces, +, -, ( and ) only.")
+    if "+" in value.strip()[1:]:
+        raise ma.ValidationError('"+" is only allowed at the start.')
+    if len(normalize_phone(value).lstrip("+")) < 3:
+        raise ma.ValidationError("At least 3 digits.")
+
+
+def _no_control_characters(value: str) -> None:
+    if _CONTROL.search(value):
+        raise ma.ValidationError("Must not contain control characters.")
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ma.ValidationError("Must not be blank.")
+
+
+class IsoDate(fields.Date):
+    """A calendar date written exactly as YYYY-MM-DD."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def _name(**kwargs) -> fields.String:
+    return fields.String(
+        validate=[validate.Length(min=1, max=NAME_MAX), _not_blank, _no_control_characters], **kwargs
+    )
+
+
+class PatientWriteFields(StrictSchema):
+    """The editable fields, shared by create and update."""
+
+    gender = fields.String(validate=validate.OneOf(GENDERS))
+    date_of_birth = IsoDate(allow_none=True, metadata={"description": "YYYY-MM-DD, 1900-01-01 .. today"})
+    age = fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=0, max=150),
+        metadata={"description": "Years. Derived from date_of_birth when omitted; must agree with it."},
+    )
+    phone = fields.String(
+        allow_none=True,
+        validate=_check_phone,
+        metadata={"description": "Digits, spaces, + - ( ); stored normalized (digits, optional leading +)."},
+    )
+    address = fields.String(
+        allow_none=True, validate=[validate.Length(max=ADDRESS_MAX), _no_control_characters]
+    )
+
+    @ma.post_load
+    def clean(self, data: dict, **kwargs) -> dict:
+        if "name" in data:
+            data["name"] = data["name"].strip()
+        if data.get("phone") is not None:
+            data["phone"] = normalize_phone(data["phone"])
+        if data.get("address") is not None:
+            data["address"] = data["address"].strip() or None
+        return data
+
+
+class PatientCreateSchema(PatientWriteFields):
+    name = _name(required=True)
+    gender = fields.String(required=True, validate=validate.OneOf(GENDERS))
+
+
+class PatientUpdateSchema(PatientWriteFields):
+    """Any subset of the editable fields. The MRN is the system's: sending it is a 422."""
+
+    name = _name()
+    mrn = fields.Raw(load_only=True, metadata={"description": "Not editable: sending it is rejected."})
+
+    @validates("mrn")
+    def reject_mrn(self, value, **kwargs) -> None:
+        raise ma.ValidationError("The MRN is assigned by the system and cannot be changed.")
+
+    @ma.validates_schema
+    def not_empty(self, data: dict, **kwargs) -> None:
+        if not data:
+            raise ma.ValidationError("Send at least one field to change.")
+
+
+class PatientSchema(ma.Schema):
+    id = fields.Integer()
+    mrn = fields.String()
+    name = fields.String()
+    gender = fields.String()
+    date_of_birth = fields.Date()
+    age = fields.Method(
+        "current_age",
+        metadata={
+            "type": "integer",
+            "description": "Today's age when date_of_birth is known, else as recorded.",
+        },
+    )
+    phone = fields.String()
+    address = fields.String()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+    def current_age(self, patient) -> int | None:
+        return age_of(patient)
+
+
+PatientPageSchema = page_schema(PatientSchema, "PatientPage")
+
+
+class PatientSearchQuery(SearchPageQuery):
+    """?q= an MRN ("P000012", any case), a phone prefix, or part of the name."""
+
+    q = fields.String(validate=[validate.Length(min=1, max=100), _no_control_characters])
