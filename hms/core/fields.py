@@ -64,15 +64,63 @@ class Money(fields.Field):
         return amount.quantize(TWO_PLACES)
 
 
+class StrictInteger(fields.Integer):
+    """A JSON integer only: strings, floats and booleans (True is an int in Python) are 422."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value):
+        if isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
+
+
 def Id(**kwargs) -> fields.Integer:  # noqa: N802 - reads like a field class
     """An integer id that fits the database's INTEGER (larger ones are 422, not 500)."""
-    return fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+    return StrictInteger(validate=validate.Range(min=1, max=MAX_ID), **kwargs)
 
 
 def Text(max_length: int = 200, **kwargs) -> fields.String:  # noqa: N802
     """A bounded string: a huge one is 422, never a storage error."""
     min_length = 0 if kwargs.get("allow_none") or not kwargs.get("required") else 1
     return fields.String(validate=validate.Length(min=min_length, max=max_length), **kwargs)
+
+
+class TrimmedString(fields.String):
+    """A string without surrounding whitespace; blank after trimming is 422."""
+
+    default_error_messages = {"blank": "Must not be blank."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        if not text:
+            raise self.make_error("blank")
+        return text
+
+
+def Trimmed(max_length: int = 200, **kwargs) -> TrimmedString:  # noqa: N802
+    """A bounded, trimmed, non-blank string (a name, a label)."""
+    return TrimmedString(validate=validate.Length(max=max_length), **kwargs)
+
+
+class JsonBoolean(fields.Boolean):
+    """A JSON true/false only: "yes", 1 or "true" in a body are 422, never guessed."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class Timestamp(fields.DateTime):
+    """An ISO 8601 timestamp out; a value that is already a string (a cached, dumped
+    row) is passed through, so cached dicts can be dumped by the same schema."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if isinstance(value, str):
+            return value
+        return super()._serialize(value, attr, obj, **kwargs)
 
 
 class StrictSchema(ma.Schema):
@@ -90,7 +138,7 @@ class PageQuery(StrictSchema):
 
 
 class SearchPageQuery(PageQuery):
-    q = fields.String(validate=validate.Length(min=1, max=100))
+    q = fields.String(validate=validate.Length(max=100))  # empty = no filter
 
 
 class PageMeta(ma.Schema):

@@ -1,0 +1,130 @@
+"""Staff accounts and the public doctor directory: request and response schemas."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate, validates_schema
+
+from hms.auth.models import ROLES
+from hms.core.fields import (
+    MAX_ID,
+    Id,
+    JsonBoolean,
+    Money,
+    PageQuery,
+    SearchPageQuery,
+    StrictSchema,
+    Trimmed,
+    page_schema,
+)
+
+USERNAME_PATTERN = r"^[a-z0-9._-]{3,64}$"
+PASSWORD_MIN_LENGTH = 8
+
+
+class Username(fields.String):
+    """Stored trimmed and lower-cased, as sign-in compares it."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip().lower()
+
+
+def _password(note: str = "", **kwargs) -> fields.String:
+    return fields.String(
+        load_only=True,
+        validate=validate.Length(min=PASSWORD_MIN_LENGTH, max=256),
+        metadata={"description": f"At least {PASSWORD_MIN_LENGTH} characters; never returned.{note}"},
+        **kwargs,
+    )
+
+
+def _role(**kwargs) -> fields.String:
+    return fields.String(validate=validate.OneOf(ROLES), **kwargs)
+
+
+_DOCTOR_ONLY = "Doctors only: other roles have no fees or specialization."
+
+
+class StaffCreateSchema(StrictSchema):
+    username = Username(
+        required=True,
+        validate=validate.Regexp(USERNAME_PATTERN, error="3 to 64 characters among a-z, 0-9, '.', '_', '-'."),
+        metadata={"description": "Stored trimmed and lower-cased."},
+    )
+    password = _password(required=True)
+    name = Trimmed(120, required=True)
+    role = _role(required=True)
+    department_id = Id(allow_none=True)
+    specialization_id = Id(allow_none=True, metadata={"description": _DOCTOR_ONLY})
+    consultation_fee = Money(metadata={"description": "Doctors only; a doctor's fee defaults to 0.00."})
+    hospital_fee = Money(metadata={"description": "Doctors only; a doctor's fee defaults to 0.00."})
+
+
+class StaffUpdateSchema(StrictSchema):
+    """Admin: any of these. A doctor: only their own `is_available`."""
+
+    name = Trimmed(120)
+    role = _role()
+    department_id = Id(allow_none=True)
+    specialization_id = Id(allow_none=True, metadata={"description": _DOCTOR_ONLY})
+    consultation_fee = Money(metadata={"description": "Doctors only."})
+    hospital_fee = Money(metadata={"description": "Doctors only."})
+    is_available = JsonBoolean()
+    active = JsonBoolean(metadata={"description": "false disables the account and ends its tokens."})
+    password = _password(" Changing it ends the account's tokens.")
+
+    @validates_schema
+    def _not_empty(self, data, **kwargs):
+        if not data:
+            raise ma.ValidationError("Send at least one field to change.")
+
+
+class StaffSchema(ma.Schema):
+    id = fields.Integer()
+    username = fields.String()
+    name = fields.String()
+    role = fields.String()
+    department_id = fields.Integer(allow_none=True)
+    specialization_id = fields.Integer(allow_none=True)
+    consultation_fee = Money(allow_none=True)
+    hospital_fee = Money(allow_none=True)
+    is_available = fields.Boolean()
+    active = fields.Boolean()
+
+
+class StaffQuery(SearchPageQuery):
+    """?role= filter, ?q= part of the name or username."""
+
+    role = _role()
+
+
+StaffPageSchema = page_schema(StaffSchema, "StaffPage")
+
+
+class DoctorUnitRefSchema(ma.Schema):
+    id = fields.Integer()
+    name = fields.String()
+
+
+class DoctorSchema(ma.Schema):
+    id = fields.Integer(metadata={"description": "The doctor_id used everywhere."})
+    name = fields.String()
+    department = fields.Nested(DoctorUnitRefSchema, allow_none=True)
+    specialization = fields.Nested(DoctorUnitRefSchema, allow_none=True)
+    consultation_fee = Money()
+    hospital_fee = Money()
+    is_available = fields.Boolean()
+
+
+def _query_id() -> fields.Integer:
+    # Query-string values arrive as text, so the strict JSON Id() does not apply.
+    return fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
+
+
+class DoctorQuery(PageQuery):
+    department_id = _query_id()
+    specialization_id = _query_id()
+    available = fields.Boolean(truthy={"true"}, falsy={"false"}, metadata={"description": "true or false"})
+
+
+DoctorPageSchema = page_schema(DoctorSchema, "DoctorPage")

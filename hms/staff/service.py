@@ -1,0 +1,300 @@
+"""Staff accounts and the doctor directory.
+
+A doctor is a staff account with role `doctor`; its id is the doctor_id everywhere.
+Only doctors carry fees (0.00 unless given) and a specialization: sending them for
+another role is 422, and changing a doctor to another role clears them.
+
+Doctor profiles are cached (DOCTOR_CACHE_SECONDS): one key per doctor and one per list
+page, all tagged with the "doctors" generation. Every staff write, and every change to a
+department or specialization (their names are part of a profile), bumps the generation
+after its commit, so the next read sees the change. A reader that loaded the old row
+just before a commit stores it under the old tag, which is never read again: no stale
+entry can outlive the write.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload, load_only
+
+from hms.auth.models import User
+from hms.auth.service import Identity, forget_identity, hash_password
+from hms.core.cache import bump_generation, cached, generation
+from hms.core.pagination import paginate
+from hms.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from hms.extensions import db
+from hms.reference.models import Department, Specialization
+
+DOCTOR = "doctor"
+ADMIN = "admin"
+DOCTORS_CACHE_NAMESPACE = "doctors"
+ZERO = Decimal("0.00")
+# Fields only a doctor's account may carry.
+DOCTOR_ONLY_FIELDS = ("specialization_id", "consultation_fee", "hospital_fee")
+# Fields an admin may change with PATCH (the password is handled on its own).
+_UPDATABLE = (
+    "name",
+    "role",
+    "department_id",
+    "specialization_id",
+    "consultation_fee",
+    "hospital_fee",
+    "is_available",
+    "active",
+)
+
+
+# --- staff accounts (admin) ----------------------------------------------------------
+
+
+def create_staff(data: dict[str, Any]) -> User:
+    """Create an account; 422 for unknown references, 409 for a taken username."""
+    role = data["role"]
+    doctor_fields = _doctor_fields(role, dict.fromkeys(DOCTOR_ONLY_FIELDS), data)
+    _check_references(data.get("department_id"), doctor_fields["specialization_id"])
+    username = data["username"]
+    if db.session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"The username {username!r} is taken.")
+    user = User(
+        username=username,
+        password_hash=hash_password(data["password"]),
+        name=data["name"],
+        role=role,
+        department_id=data.get("department_id"),
+        **doctor_fields,
+    )
+    db.session.add(user)
+    _commit(f"The username {username!r} is taken.")
+    _account_changed(user.id)
+    return user
+
+
+def list_staff(*, role: str | None = None, q: str | None = None, page: int, limit: int) -> dict:
+    stmt = select(User)
+    if role:
+        stmt = stmt.where(User.role == role)
+    if q:
+        stmt = stmt.where(
+            or_(User.name.icontains(q, autoescape=True), User.username.icontains(q.lower(), autoescape=True))
+        )
+    return paginate(stmt.order_by(User.name, User.id), page, limit).as_dict()
+
+
+def get_staff(staff_id: int) -> User:
+    user = db.session.get(User, staff_id)
+    if user is None:
+        raise NotFound("No staff member with this id.")
+    return user
+
+
+def update_staff(staff_id: int, changes: dict[str, Any], actor: Identity) -> User:
+    """Change an account. An admin may change anything but cannot disable or demote
+    themselves; a doctor may set only their own `is_available`.
+
+    Disabling the account or changing its password bumps its token epoch in the same
+    commit, so every token and session issued before stops working at once.
+    """
+    if actor.role != ADMIN and (staff_id != actor.id or set(changes) != {"is_available"}):
+        raise Forbidden("A doctor may change only their own is_available.")
+    if actor.id == staff_id and (
+        changes.get("active") is False or changes.get("role", actor.role) != actor.role
+    ):
+        raise Conflict("You cannot disable your own account or change your own role.")
+    # Hash before taking any lock: a slow hash must not hold the row.
+    password_hash = hash_password(changes["password"]) if "password" in changes else None
+
+    # Lock the account and the caller's own in one statement, in id order (no deadlock):
+    # two admins disabling each other at once cannot leave the clinic without an admin.
+    rows = {
+        row.id: row
+        for row in db.session.scalars(
+            select(User).where(User.id.in_({staff_id, actor.id})).order_by(User.id).with_for_update()
+        )
+    }
+    user = rows.get(staff_id)
+    if user is None:
+        raise NotFound("No staff member with this id.")
+    caller = rows.get(actor.id)
+    if caller is None or not caller.active or caller.role != actor.role:
+        raise Conflict("Your own account changed while this request ran; sign in again.")
+
+    role = changes.get("role", user.role)
+    current = {name: getattr(user, name) for name in DOCTOR_ONLY_FIELDS}
+    doctor_fields = _doctor_fields(role, current, changes)
+    _check_references(
+        changes.get("department_id"),
+        doctor_fields["specialization_id"] if "specialization_id" in changes else None,
+    )
+
+    for name in _UPDATABLE:
+        if name in changes:
+            setattr(user, name, changes[name])
+    for name, value in doctor_fields.items():
+        setattr(user, name, value)
+    if password_hash is not None:
+        user.password_hash = password_hash
+    if password_hash is not None or changes.get("active") is False:
+        user.token_epoch = user.token_epoch + 1
+    _commit("This change conflicts with another account.")
+    _account_changed(user.id)
+    return user
+
+
+def _doctor_fields(role: str, current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """The doctor-only fields of an account of `role` after `changes`."""
+    if role == DOCTOR:
+        fields = {name: changes.get(name, current[name]) for name in DOCTOR_ONLY_FIELDS}
+        for fee in ("consultation_fee", "hospital_fee"):
+            if fields[fee] is None:
+                fields[fee] = ZERO
+        return fields
+    for name in DOCTOR_ONLY_FIELDS:
+        if changes.get(name) is not None:
+            raise ValidationFailed.field(
+                name, f"Only doctors have a {name.replace('_', ' ').removesuffix(' id')}."
+            )
+    return dict.fromkeys(DOCTOR_ONLY_FIELDS)
+
+
+def _check_references(department_id: int | None, specialization_id: int | None) -> None:
+    if department_id is not None and db.session.get(Department, department_id) is None:
+        raise ValidationFailed.field("department_id", "Unknown department.")
+    if specialization_id is not None and db.session.get(Specialization, specialization_id) is None:
+        raise ValidationFailed.field("specialization_id", "Unknown specialization.")
+
+
+def _commit(conflict_message: str) -> None:
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(conflict_message) from None
+
+
+def _account_changed(user_id: int) -> None:
+    """After commit: drop the cached identity and every cached doctor profile and page."""
+    forget_identity(user_id)
+    forget_doctors()
+
+
+# --- the doctor directory (every role but display) ----------------------------------
+
+
+def forget_doctors() -> None:
+    """Invalidate every cached doctor profile and list page (call after commit)."""
+    bump_generation(DOCTORS_CACHE_NAMESPACE)
+
+
+def list_doctors(
+    *,
+    department_id: int | None = None,
+    specialization_id: int | None = None,
+    available: bool | None = None,
+    page: int,
+    limit: int,
+) -> dict:
+    """Active doctors by name: two statements per page (count, then the page with its
+    department and specialization joined in), cached per filter and page."""
+    key = (
+        f"doctors:{generation(DOCTORS_CACHE_NAMESPACE)}:list:"
+        f"{department_id}:{specialization_id}:{available}:{page}:{limit}"
+    )
+
+    def load() -> dict:
+        stmt = _doctor_select().where(User.active)
+        if department_id is not None:
+            stmt = stmt.where(User.department_id == department_id)
+        if specialization_id is not None:
+            stmt = stmt.where(User.specialization_id == specialization_id)
+        if available is not None:
+            stmt = stmt.where(User.is_available.is_(available))
+        result = paginate(stmt.order_by(User.name, User.id), page, limit)
+        result.data = [_profile(user) for user in result.data]
+        return result.as_dict()
+
+    return cached(key, _cache_seconds(), load)
+
+
+def get_doctor(doctor_id: int) -> dict:
+    profile = doctor_profile(doctor_id)
+    if profile is None or not profile["active"]:
+        raise NotFound("No doctor with this id.")
+    return profile
+
+
+def get_doctor_fees(doctor_id: int) -> dict | None:
+    """For booking: {id, name, consultation_fee, hospital_fee (strings), is_available,
+    active}, or None if `doctor_id` is no doctor. Read through the profile cache, so
+    booking many patients does not query the doctor's row each time."""
+    profile = doctor_profile(doctor_id)
+    if profile is None:
+        return None
+    return {
+        name: profile[name]
+        for name in ("id", "name", "consultation_fee", "hospital_fee", "is_available", "active")
+    }
+
+
+def doctor_profile(doctor_id: int) -> dict | None:
+    """The cached profile of a doctor (active or not), or None if there is no such doctor."""
+    key = f"doctors:{generation(DOCTORS_CACHE_NAMESPACE)}:id:{doctor_id}"
+
+    def load() -> dict | None:
+        user = db.session.scalar(_doctor_select().where(User.id == doctor_id))
+        return _profile(user) if user is not None else None
+
+    return cached(key, _cache_seconds(), load)
+
+
+def _doctor_select():
+    """Doctors with their department and specialization joined in; only the columns a
+    profile shows (no password hash, no timestamps)."""
+    return (
+        select(User)
+        .options(
+            load_only(
+                User.id,
+                User.name,
+                User.department_id,
+                User.specialization_id,
+                User.consultation_fee,
+                User.hospital_fee,
+                User.is_available,
+                User.active,
+            ),
+            joinedload(User.department).load_only(Department.id, Department.name),
+            joinedload(User.specialization).load_only(Specialization.id, Specialization.name),
+        )
+        .where(User.role == DOCTOR)
+    )
+
+
+def _profile(user: User) -> dict:
+    """A doctor as plain JSON-able data (what the cache holds)."""
+    return {
+        "id": user.id,
+        "name": user.name,
+        "department": _named(user.department),
+        "specialization": _named(user.specialization),
+        "consultation_fee": _money(user.consultation_fee),
+        "hospital_fee": _money(user.hospital_fee),
+        "is_available": user.is_available,
+        "active": user.active,
+    }
+
+
+def _named(row: Department | Specialization | None) -> dict | None:
+    return {"id": row.id, "name": row.name} if row is not None else None
+
+
+def _money(amount: Decimal | None) -> str:
+    return str((amount if amount is not None else ZERO).quantize(Decimal("0.01")))
+
+
+def _cache_seconds() -> int:
+    return current_app.config["DOCTOR_CACHE_SECONDS"]

@@ -1,0 +1,123 @@
+"""The staff service: the cached doctor fees the appointments domain books with."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from hms.auth.service import Identity
+
+
+def fees(app, doctor_id):
+    from hms.staff.service import get_doctor_fees
+
+    with app.app_context():
+        return get_doctor_fees(doctor_id)
+
+
+def admin_identity(user) -> Identity:
+    return Identity(user.id, user.username, user.name, user.role, user.active, user.token_epoch)
+
+
+def test_get_doctor_fees_is_plain_data(app, make_user):
+    doc = make_user("doctor", name="Dr. Fee", consultation_fee="450.5", hospital_fee="0", is_available=False)
+    assert fees(app, doc.id) == {
+        "id": doc.id,
+        "name": "Dr. Fee",
+        "consultation_fee": "450.50",
+        "hospital_fee": "0.00",
+        "is_available": False,
+        "active": True,
+    }
+
+
+def test_get_doctor_fees_is_none_for_non_doctors(app, make_user):
+    clerk = make_user("reception")
+    assert fees(app, clerk.id) is None
+    assert fees(app, 987654) is None
+
+
+def test_get_doctor_fees_reports_a_disabled_doctor(app, make_user):
+    doc = make_user("doctor", active=False)
+    assert fees(app, doc.id)["active"] is False
+
+
+def test_get_doctor_fees_reads_through_the_cache(app, make_user, count_queries):
+    doc = make_user("doctor", consultation_fee="100.00")
+    assert fees(app, doc.id)["consultation_fee"] == "100.00"
+    with count_queries() as counter:
+        for _ in range(25):  # booking many patients with the same doctor
+            assert fees(app, doc.id)["consultation_fee"] == "100.00"
+    assert counter.count == 0
+
+
+def test_a_staff_write_refreshes_the_fees_at_once(app, make_user):
+    from hms.staff.service import update_staff
+
+    admin = make_user("admin")
+    doc = make_user("doctor", consultation_fee="100.00")
+    assert fees(app, doc.id)["consultation_fee"] == "100.00"
+    with app.app_context():
+        update_staff(doc.id, {"consultation_fee": 300, "is_available": False}, admin_identity(admin))
+    assert fees(app, doc.id)["consultation_fee"] == "300.00"
+    assert fees(app, doc.id)["is_available"] is False
+
+
+def test_a_change_outside_the_service_waits_for_the_cache(app, make_user):
+    """Proves the cache is real: only a service write (which invalidates) is seen at once."""
+    from hms.auth.models import User
+    from hms.extensions import db
+    from hms.staff.service import forget_doctors
+
+    doc = make_user("doctor", consultation_fee="100.00")
+    assert fees(app, doc.id)["consultation_fee"] == "100.00"
+    with app.app_context():
+        db.session.execute(update(User).where(User.id == doc.id).values(consultation_fee=5))
+        db.session.commit()
+    assert fees(app, doc.id)["consultation_fee"] == "100.00"
+    with app.app_context():
+        forget_doctors()
+    assert fees(app, doc.id)["consultation_fee"] == "5.00"
+
+
+def test_a_load_that_raced_a_write_is_never_served(app, make_user):
+    """A reader that loaded the row before a write's commit stores it under the old tag."""
+    from hms.core.cache import cache_set, generation
+    from hms.staff.service import DOCTORS_CACHE_NAMESPACE, update_staff
+
+    admin = make_user("admin")
+    doc = make_user("doctor", consultation_fee="100.00")
+    with app.app_context():
+        stale_key = f"doctors:{generation(DOCTORS_CACHE_NAMESPACE)}:id:{doc.id}"
+        stale = {
+            "id": doc.id,
+            "name": doc.name,
+            "department": None,
+            "specialization": None,
+            "consultation_fee": "100.00",
+            "hospital_fee": "100.00",
+            "is_available": True,
+            "active": True,
+        }
+        update_staff(doc.id, {"consultation_fee": 200}, admin_identity(admin))
+        cache_set(stale_key, stale, 300)  # the slow reader stores what it loaded
+    assert fees(app, doc.id)["consultation_fee"] == "200.00"
+
+
+def test_update_staff_rejects_a_caller_disabled_meanwhile(app, make_user):
+    """Two admins disabling each other at once: the second finds itself disabled (409)."""
+    import pytest
+
+    from hms.errors import Conflict
+    from hms.staff.service import update_staff
+
+    first, second = make_user("admin"), make_user("admin")
+    with app.app_context():
+        update_staff(second.id, {"active": False}, admin_identity(first))
+    with app.app_context(), pytest.raises(Conflict):
+        # `second` was authenticated before it was disabled.
+        update_staff(first.id, {"active": False}, admin_identity(second))
+    with app.app_context():
+        from hms.auth.models import User
+        from hms.extensions import db
+
+        assert db.session.get(User, first.id).active is True
