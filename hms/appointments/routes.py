@@ -1,5 +1,146 @@
-"""HTTP routes of the appointments domain."""
+"""HTTP routes of the appointments domain: booking, status changes, reads and the queue."""
 
+import marshmallow as ma
+from flask.views import MethodView
 from flask_smorest import Blueprint
 
-blp = Blueprint("appointments", __name__, url_prefix="/api", description="appointments")
+from hms.appointments import queries, service
+from hms.appointments.schemas import (
+    AppointmentDetailSchema,
+    AppointmentEventPageSchema,
+    AppointmentListQuery,
+    AppointmentPageSchema,
+    AppointmentSchema,
+    BookedAppointmentSchema,
+    BookingSchema,
+    QueueQuery,
+    QueueSnapshotSchema,
+    StatusChangeSchema,
+)
+from hms.auth.access import ANY_ROLE, STAFF, allow, current_identity
+from hms.core.fields import PageQuery
+from hms.core.time import clinic_today
+
+# webargs ignores unknown query parameters unless told otherwise: a typo is a 422 here.
+blp = Blueprint("appointments", __name__, url_prefix="/api", description="Appointments and the queue")
+
+BOOKERS = ("admin", "reception")
+STATUS_CHANGERS = ("admin", "reception", "doctor")
+
+BOOKING_RULES = (
+    "appointment_date defaults to today (clinic time zone); a past date, or one more than "
+    "365 days ahead, is 422. Unknown patient, or a doctor_id that is not an active doctor: "
+    "422. Doctor not available: 409. The token comes from the doctor's per-day counter "
+    "(1, 2, 3... never reused); the patient joins the end of the line. A bill is opened "
+    "with two items, consultation fee and hospital fee (categories 'Consultation' and "
+    "'Hospital fee' when they exist), due on the appointment date."
+)
+STATUS_RULES = (
+    "Allowed: WAITING->IN_CONSULTATION|CANCELLED|NO_SHOW, IN_CONSULTATION->COMPLETED|WAITING, "
+    "NO_SHOW->WAITING; anything else is 409, and so is calling a second patient into the room. "
+    "Entering the room moves the patient to position 1; leaving the active set clears the "
+    "position and moves everyone behind up by one; rejoining (sent back, late arrival) goes to "
+    "the end with waiting_since = now. entry_time is set on entering the room, exit_time on "
+    "COMPLETED only. A doctor may change only their own appointments (403)."
+)
+LIST_RULES = "Newest first: appointment_date descending, then booking time descending."
+SNAPSHOT_RULES = (
+    "Active appointments (WAITING, IN_CONSULTATION) by queue_position. For the display role "
+    "each patient is only {initials}. estimated_wait_minutes: avg = mean length of the "
+    "doctor's last 20 completed consultations (10 if none, clamped 1..120); a WAITING entry "
+    "with n WAITING ahead waits n*avg + max(avg - time the current patient has been in the "
+    "room, 0); the patient in the room: 0."
+)
+
+
+@blp.route("/appointments")
+class AppointmentsResource(MethodView):
+    @allow(*STAFF)
+    @blp.doc(description=LIST_RULES)
+    @blp.arguments(AppointmentListQuery, location="query", unknown=ma.RAISE)
+    @blp.response(200, AppointmentPageSchema)
+    def get(self, query):
+        """List appointments by doctor, patient, status and date"""
+        filters = {name: query.get(name) for name in ("doctor_id", "patient_id", "status")}
+        return queries.list_appointments(
+            page=query["page"], limit=query["limit"], appointment_date=query.get("date"), **filters
+        ).as_dict()
+
+    @allow(*BOOKERS)
+    @blp.doc(description=BOOKING_RULES)
+    @blp.arguments(BookingSchema)
+    @blp.response(201, BookedAppointmentSchema)
+    @blp.alt_response(409, description="Doctor not available")
+    def post(self, data):
+        """Book an appointment: a token in the doctor's queue and the consultation bill"""
+        return service.book_appointment(data, current_identity())
+
+
+@blp.route("/appointments/<id:appointment_id>")
+class AppointmentResource(MethodView):
+    @allow(*STAFF)
+    @blp.response(200, AppointmentDetailSchema)
+    @blp.alt_response(404, description="Unknown appointment")
+    def get(self, appointment_id):
+        """One appointment with its patient and doctor"""
+        return queries.get_appointment(appointment_id)
+
+
+@blp.route("/appointments/<id:appointment_id>/status")
+class AppointmentStatusResource(MethodView):
+    @allow(*STATUS_CHANGERS)
+    @blp.doc(description=STATUS_RULES)
+    @blp.arguments(StatusChangeSchema)
+    @blp.response(200, AppointmentSchema)
+    @blp.alt_response(404, description="Unknown appointment")
+    @blp.alt_response(409, description="Transition not allowed, or the room is taken")
+    def patch(self, data, appointment_id):
+        """Change an appointment's status (and re-number the queue)"""
+        return service.change_status(appointment_id, data["status"], data.get("reason"), current_identity())
+
+
+@blp.route("/appointments/<id:appointment_id>/events")
+class AppointmentEventsResource(MethodView):
+    @allow(*STAFF)
+    @blp.arguments(PageQuery, location="query", unknown=ma.RAISE)
+    @blp.response(200, AppointmentEventPageSchema)
+    @blp.alt_response(404, description="Unknown appointment")
+    def get(self, query, appointment_id):
+        """The appointment's event log, oldest first"""
+        return queries.list_events(appointment_id, query["page"], query["limit"]).as_dict()
+
+
+@blp.route("/patients/<id:patient_id>/appointments")
+class PatientAppointmentsResource(MethodView):
+    @allow(*STAFF)
+    @blp.doc(description=LIST_RULES)
+    @blp.arguments(PageQuery, location="query", unknown=ma.RAISE)
+    @blp.response(200, AppointmentPageSchema)
+    @blp.alt_response(404, description="Unknown patient")
+    def get(self, query, patient_id):
+        """A patient's appointments, newest first"""
+        return queries.list_patient_appointments(patient_id, query["page"], query["limit"]).as_dict()
+
+
+@blp.route("/queue/<id:doctor_id>")
+class QueueResource(MethodView):
+    @allow(*ANY_ROLE)
+    @blp.doc(description=SNAPSHOT_RULES)
+    @blp.arguments(QueueQuery, location="query", unknown=ma.RAISE)
+    @blp.response(200, QueueSnapshotSchema)
+    @blp.alt_response(404, description="Unknown doctor")
+    def get(self, query, doctor_id):
+        """A doctor's queue on a date (default today)"""
+        masked = current_identity().role == "display"
+        return service.queue_snapshot(doctor_id, query.get("date") or clinic_today(), masked=masked)
+
+
+@blp.route("/queue/<id:doctor_id>/next")
+class QueueNextResource(MethodView):
+    @allow(*STATUS_CHANGERS)
+    @blp.response(200, QueueSnapshotSchema)
+    @blp.alt_response(404, description="Unknown doctor")
+    @blp.alt_response(409, description="Nobody is waiting")
+    def post(self, doctor_id):
+        """Complete the patient in the room and call in the next one (today's queue)"""
+        return service.call_next(doctor_id, current_identity())

@@ -1,0 +1,226 @@
+"""The queue snapshot of one doctor and date: who is waiting, who is in the room, and
+how long each patient can expect to wait.
+
+The snapshot is a JSON-ready dict, cached per doctor and date (unmasked, and masked
+for the waiting-room display) for QUEUE_CACHE_SECONDS. Cache keys carry a tag that
+every committed queue change replaces (`invalidate_queue`). A reader fetches the tag
+BEFORE reading the database, so a reader that raced a write stores its result under
+the old tag, which nobody reads again: a cached snapshot is never stale after a write.
+
+SQL per uncached snapshot, whatever the queue length: the doctor (usually from the
+staff cache, else one statement), one statement for the version and the active
+entries joined with their patients, and one for the recent consultation lengths
+(skipped when nobody is waiting).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from flask import current_app
+from sqlalchemy import and_, select, text
+
+from hms.appointments.models import ACTIVE_STATUSES, IN_CONSULTATION, WAITING, Appointment, QueueDay
+from hms.core.cache import cache_get, cache_set
+from hms.core.time import utcnow
+from hms.errors import NotFound
+from hms.extensions import db
+from hms.patients.models import Patient
+from hms.staff.service import get_doctor_fees
+
+RECENT_CONSULTATIONS = 20
+DEFAULT_CONSULTATION_MINUTES = 10.0
+MIN_CONSULTATION_MINUTES = 1.0
+MAX_CONSULTATION_MINUTES = 120.0
+_TAG_SECONDS = 24 * 3600
+
+
+# --- cache ------------------------------------------------------------------------------
+
+
+def _tag_key(doctor_id: int, queue_date: date) -> str:
+    return f"queue-tag:{doctor_id}:{queue_date.isoformat()}"
+
+
+def _new_tag(doctor_id: int, queue_date: date) -> str:
+    tag = uuid.uuid4().hex[:12]
+    cache_set(_tag_key(doctor_id, queue_date), tag, timeout=_TAG_SECONDS)
+    return tag
+
+
+def _current_tag(doctor_id: int, queue_date: date) -> str:
+    return cache_get(_tag_key(doctor_id, queue_date)) or _new_tag(doctor_id, queue_date)
+
+
+def invalidate_queue(doctor_id: int, queue_date: date) -> None:
+    """Call after COMMITTING any change to this doctor's queue on this date."""
+    _new_tag(doctor_id, queue_date)
+
+
+# --- the snapshot -----------------------------------------------------------------------
+
+
+def queue_snapshot(doctor_id: int, queue_date: date, masked: bool) -> dict:
+    """The queue of one doctor on one date as a JSON-ready dict (see API.md).
+
+    `masked` (the display role) reduces every patient to {initials}. Raises NotFound
+    if `doctor_id` is not a doctor. `version` is the queue's version (0 before any
+    booking); the live stream uses it as the event id.
+    """
+    tag = _current_tag(doctor_id, queue_date)
+    base = f"queue:{doctor_id}:{queue_date.isoformat()}:{tag}"
+    timeout = current_app.config["QUEUE_CACHE_SECONDS"]
+    if masked:
+        snapshot = cache_get(base + ":masked")
+        if snapshot is None:
+            snapshot = mask_snapshot(_full_snapshot(doctor_id, queue_date, base, timeout))
+            cache_set(base + ":masked", snapshot, timeout)
+        return snapshot
+    return _full_snapshot(doctor_id, queue_date, base, timeout)
+
+
+def _full_snapshot(doctor_id: int, queue_date: date, base: str, timeout: int) -> dict:
+    snapshot = cache_get(base + ":full")
+    if snapshot is None:
+        snapshot = build_snapshot(doctor_id, queue_date)
+        cache_set(base + ":full", snapshot, timeout)
+    return snapshot
+
+
+def build_snapshot(doctor_id: int, queue_date: date) -> dict:
+    """Read the snapshot from the database (no cache)."""
+    doctor = get_doctor_fees(doctor_id)
+    if doctor is None:
+        raise NotFound(f"Doctor {doctor_id} not found.")
+    # Version and entries in ONE statement, so they always describe the same state.
+    rows = db.session.execute(
+        select(
+            QueueDay.version,
+            Appointment.id,
+            Appointment.token,
+            Appointment.queue_position,
+            Appointment.status,
+            Appointment.waiting_since,
+            Appointment.entry_time,
+            Patient.id.label("patient_id"),
+            Patient.mrn,
+            Patient.name,
+        )
+        .select_from(QueueDay)
+        .outerjoin(
+            Appointment,
+            and_(
+                Appointment.doctor_id == QueueDay.doctor_id,
+                Appointment.appointment_date == QueueDay.queue_date,
+                Appointment.status.in_(ACTIVE_STATUSES),
+            ),
+        )
+        .outerjoin(Patient, Patient.id == Appointment.patient_id)
+        .where(QueueDay.doctor_id == doctor_id, QueueDay.queue_date == queue_date)
+        .order_by(Appointment.queue_position)
+    ).all()
+    version = rows[0].version if rows else 0
+    active = [row for row in rows if row.id is not None]
+    has_waiting = any(row.status == WAITING for row in active)
+    average = average_consultation_minutes(doctor_id) if has_waiting else DEFAULT_CONSULTATION_MINUTES
+    waits = estimate_waits(active, average, utcnow())
+    entries = [
+        {
+            "appointment_id": row.id,
+            "token": row.token,
+            "queue_position": row.queue_position,
+            "status": row.status,
+            "patient": {"id": row.patient_id, "mrn": row.mrn, "name": row.name},
+            "waiting_since": row.waiting_since.isoformat(),
+            "estimated_wait_minutes": wait,
+        }
+        for row, wait in zip(active, waits, strict=True)
+    ]
+    return {
+        "doctor": {"id": doctor["id"], "name": doctor["name"]},
+        "date": queue_date.isoformat(),
+        "version": version,
+        "waiting_count": sum(1 for entry in entries if entry["status"] == WAITING),
+        "in_consultation": next((e for e in entries if e["status"] == IN_CONSULTATION), None),
+        "entries": entries,
+    }
+
+
+# --- estimated waits --------------------------------------------------------------------
+
+
+def average_consultation_minutes(doctor_id: int) -> float:
+    """Mean length (exit_time - entry_time) of this doctor's last 20 COMPLETED
+    consultations that have both times, in minutes; 10 when there are none; clamped to
+    1..120 so one forgotten or instant consultation cannot distort every estimate.
+
+    The status is written as a literal so the partial index
+    ix_appointments_doctor_completed_exit (doctor_id, exit_time WHERE status =
+    'COMPLETED') serves the query even from a generic prepared plan.
+    """
+    rows = db.session.execute(
+        select(Appointment.entry_time, Appointment.exit_time)
+        .where(
+            Appointment.doctor_id == doctor_id,
+            text("appointments.status = 'COMPLETED'"),
+            Appointment.exit_time.is_not(None),
+            Appointment.entry_time.is_not(None),
+        )
+        .order_by(Appointment.exit_time.desc())
+        .limit(RECENT_CONSULTATIONS)
+    ).all()
+    if not rows:
+        return DEFAULT_CONSULTATION_MINUTES
+    minutes = sum((row.exit_time - row.entry_time).total_seconds() for row in rows) / 60 / len(rows)
+    return min(max(minutes, MIN_CONSULTATION_MINUTES), MAX_CONSULTATION_MINUTES)
+
+
+def estimate_waits(entries: list, average_minutes: float, now: datetime) -> list[int]:
+    """Estimated minutes until each active entry (ordered by queue_position) is seen.
+
+    IN_CONSULTATION: 0. WAITING with n WAITING patients ahead of it:
+        n * average + max(average - minutes the current patient has been in the room, 0)
+    (the second term only when someone is in the room), rounded to whole minutes.
+    Entries need `.status` and `.entry_time`.
+    """
+    in_room = next((e for e in entries if e.status == IN_CONSULTATION), None)
+    remaining = 0.0
+    if in_room is not None and in_room.entry_time is not None:
+        elapsed = (now - in_room.entry_time).total_seconds() / 60
+        remaining = max(average_minutes - elapsed, 0.0)
+    waits, ahead = [], 0
+    for entry in entries:
+        if entry.status == IN_CONSULTATION:
+            waits.append(0)
+            continue
+        waits.append(round(ahead * average_minutes + remaining))
+        ahead += 1
+    return waits
+
+
+# --- masking for the waiting-room display -------------------------------------------------
+
+
+def initials(name: str) -> str:
+    """ "Asha Kumar" -> "A.K."; first and last name only ("Asha Rani Kumar" -> "A.K.")."""
+    letters = [next((ch for ch in word if ch.isalnum()), "") for word in name.split()]
+    letters = [letter.upper() for letter in letters if letter]
+    if not letters:
+        return "?"
+    chosen = letters if len(letters) <= 2 else [letters[0], letters[-1]]
+    return "".join(f"{letter}." for letter in chosen)
+
+
+def mask_snapshot(snapshot: dict) -> dict:
+    """The display role's form: each patient is only {initials}."""
+
+    def mask(entry: dict) -> dict:
+        return {**entry, "patient": {"initials": initials(entry["patient"]["name"])}}
+
+    entries = [mask(entry) for entry in snapshot["entries"]]
+    return {
+        **snapshot,
+        "entries": entries,
+        "in_consultation": next((e for e in entries if e["status"] == IN_CONSULTATION), None),
+    }

@@ -1,0 +1,305 @@
+"""Booking, status changes and calling the next patient: the queue's writes.
+
+Every change to a doctor's queue on a date is one transaction that starts by updating
+that doctor's QueueDay row (`UPDATE ... RETURNING`): the row lock serializes every
+change of that queue, hands out tokens without gaps or duplicates (never count or
+max + 1), and bumps the queue version. Positions are then re-numbered under the lock,
+so the active appointments (WAITING, IN_CONSULTATION) always hold positions 1..K.
+After the commit, and only then, the cached snapshots are invalidated and the live
+streams notified.
+
+Reads live in hms.appointments.queries; the snapshot in hms.appointments.queue
+(`queue_snapshot` is re-exported here for the realtime domain).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from decimal import Decimal
+
+from sqlalchemy import Date, bindparam, func, select, text, update
+
+from hms.appointments.events import add_event
+from hms.appointments.models import (
+    ACTIVE_STATUSES,
+    CANCELLED,
+    COMPLETED,
+    IN_CONSULTATION,
+    NO_SHOW,
+    WAITING,
+    Appointment,
+    QueueDay,
+)
+from hms.appointments.queries import appointment_dict
+from hms.appointments.queue import invalidate_queue, queue_snapshot
+from hms.auth.service import Identity
+from hms.billing.ledger import LineItem, open_bill
+from hms.core.time import clinic_today, utcnow
+from hms.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
+from hms.extensions import db
+from hms.patients.models import Patient
+from hms.realtime.broker import notify_queue_changed
+from hms.reference.models import Category
+from hms.staff.service import get_doctor_fees
+
+__all__ = ["book_appointment", "call_next", "change_status", "queue_snapshot"]
+
+MAX_DAYS_AHEAD = 365
+CONSULTATION_CATEGORY = "Consultation"
+HOSPITAL_FEE_CATEGORY = "Hospital fee"
+LEAVING = (COMPLETED, CANCELLED, NO_SHOW)
+
+# (from, to) -> the event recorded. Anything else is 409.
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (WAITING, IN_CONSULTATION): "ENTERED_ROOM",
+    (WAITING, CANCELLED): "APPOINTMENT_CANCELLED",
+    (WAITING, NO_SHOW): "NO_SHOW",
+    (IN_CONSULTATION, COMPLETED): "CONSULTATION_COMPLETED",
+    (IN_CONSULTATION, WAITING): "RETURNED_TO_QUEUE",
+    (NO_SHOW, WAITING): "RETURNED_TO_QUEUE",
+}
+
+_CREATE_QUEUE_DAY = text(
+    # A new day's version starts from the doctor's highest version so far, so the
+    # version a client sees for this doctor keeps growing from one day to the next.
+    "INSERT INTO queue_days (doctor_id, queue_date, last_token, version) "
+    "SELECT :doctor_id, :queue_date, 0, COALESCE(MAX(version), 0) FROM queue_days "
+    "WHERE doctor_id = :doctor_id "
+    "ON CONFLICT (doctor_id, queue_date) DO NOTHING"
+).bindparams(bindparam("queue_date", type_=Date))
+
+
+@contextmanager
+def _unit_of_work() -> Iterator[None]:
+    """Commit on success; roll back (releasing the queue lock at once) on any error."""
+    try:
+        yield
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def _lock_queue(doctor_id: int, queue_date: date, *, take_token: bool = False) -> tuple[int, int]:
+    """Lock the doctor's queue for the date, bump its version (and, for a booking, its
+    token counter); return (last_token, version). Creates the day's row if needed."""
+    values = {"version": QueueDay.version + 1}
+    if take_token:
+        values["last_token"] = QueueDay.last_token + 1
+    stmt = (
+        update(QueueDay)
+        .where(QueueDay.doctor_id == doctor_id, QueueDay.queue_date == queue_date)
+        .values(**values)
+        .returning(QueueDay.last_token, QueueDay.version)
+    )
+    row = db.session.execute(stmt).one_or_none()
+    if row is None:
+        db.session.execute(_CREATE_QUEUE_DAY, {"doctor_id": doctor_id, "queue_date": queue_date})
+        row = db.session.execute(stmt).one()
+    return row.last_token, row.version
+
+
+def _after_queue_change(doctor_id: int, queue_date: date, version: int) -> None:
+    """After COMMIT: drop cached snapshots, then tell the live streams."""
+    invalidate_queue(doctor_id, queue_date)
+    notify_queue_changed(doctor_id, queue_date, version)
+
+
+def _active(doctor_id: int, queue_date: date):
+    return (
+        Appointment.doctor_id == doctor_id,
+        Appointment.appointment_date == queue_date,
+        Appointment.status.in_(ACTIVE_STATUSES),
+    )
+
+
+def _active_count(doctor_id: int, queue_date: date) -> int:
+    return db.session.scalar(select(func.count()).where(*_active(doctor_id, queue_date)))
+
+
+def _shift_positions(doctor_id: int, queue_date: date, delta: int, condition) -> None:
+    """One statement: move the active appointments matching `condition` by `delta`."""
+    db.session.flush()
+    db.session.execute(
+        update(Appointment.__table__)
+        .where(*_active(doctor_id, queue_date), condition)
+        .values(queue_position=Appointment.__table__.c.queue_position + delta)
+    )
+
+
+# --- booking ----------------------------------------------------------------------------
+
+
+def book_appointment(data: dict, identity: Identity) -> dict:
+    """Book a patient with a doctor: a token, a place at the end of the line, a CREATED
+    event and the consultation bill (consultation fee + hospital fee), in one transaction."""
+    today = clinic_today()
+    queue_date = data.get("appointment_date") or today
+    if queue_date < today:
+        raise ValidationFailed.field("appointment_date", "Must not be in the past.")
+    if queue_date > today + timedelta(days=MAX_DAYS_AHEAD):
+        raise ValidationFailed.field("appointment_date", f"At most {MAX_DAYS_AHEAD} days ahead.")
+    doctor_id, patient_id = data["doctor_id"], data["patient_id"]
+    doctor = get_doctor_fees(doctor_id)  # cached: no query on the users table per booking
+    if doctor is None or not doctor["active"]:
+        raise ValidationFailed.field("doctor_id", "No active doctor with this id.")
+    if not doctor["is_available"]:
+        raise Conflict(f"Dr. {doctor['name']} is not available for appointments.")
+
+    with _unit_of_work():
+        # One statement: does the patient exist, and which categories do the fees go under?
+        patient_found, consultation_category, hospital_category = db.session.execute(
+            select(
+                select(Patient.id).where(Patient.id == patient_id).scalar_subquery(),
+                select(Category.id).where(Category.name == CONSULTATION_CATEGORY).scalar_subquery(),
+                select(Category.id).where(Category.name == HOSPITAL_FEE_CATEGORY).scalar_subquery(),
+            )
+        ).one()
+        if patient_found is None:
+            raise ValidationFailed.field("patient_id", "No patient with this id.")
+        token, version = _lock_queue(doctor_id, queue_date, take_token=True)
+        now = utcnow()
+        appointment = Appointment(
+            patient_id=patient_id,
+            doctor_id=doctor_id,
+            appointment_date=queue_date,
+            appointment_type=data["appointment_type"],
+            status=WAITING,
+            token=token,
+            # Counted under the queue lock, so no other change can interleave.
+            queue_position=_active_count(doctor_id, queue_date) + 1,
+            chief_complaint=data.get("chief_complaint"),
+            created_by_id=identity.id,
+            created_at=now,
+            waiting_since=now,
+        )
+        db.session.add(appointment)
+        db.session.flush()
+        add_event(appointment.id, "CREATED", identity.id, to_status=WAITING, description=f"Token {token}.")
+        bill = open_bill(
+            patient_id=patient_id,
+            created_by_id=identity.id,
+            appointment_id=appointment.id,
+            due_date=queue_date,
+            items=[
+                LineItem("Consultation fee", 1, _fee(doctor["consultation_fee"]), consultation_category),
+                LineItem("Hospital fee", 1, _fee(doctor["hospital_fee"]), hospital_category),
+            ],
+        )
+        result = {**appointment_dict(appointment), "bill_id": bill.id}
+    _after_queue_change(doctor_id, queue_date, version)
+    return result
+
+
+def _fee(value: str | None) -> Decimal:
+    return Decimal(value) if value is not None else Decimal("0.00")
+
+
+# --- status changes ---------------------------------------------------------------------
+
+
+def change_status(appointment_id: int, status: str, reason: str | None, identity: Identity) -> dict:
+    """Move an appointment along the status machine, re-numbering the queue, in one
+    transaction. A doctor may only change their own appointments (403)."""
+    with _unit_of_work():
+        key = db.session.execute(
+            select(Appointment.doctor_id, Appointment.appointment_date).where(
+                Appointment.id == appointment_id
+            )
+        ).one_or_none()
+        if key is None:
+            raise NotFound(f"Appointment {appointment_id} not found.")
+        if identity.role == "doctor" and key.doctor_id != identity.id:
+            raise Forbidden("A doctor may only change their own appointments.")
+        _, version = _lock_queue(key.doctor_id, key.appointment_date)
+        # Re-read under the lock: the loser of two racing changes sees the winner's status.
+        appointment = db.session.scalars(
+            select(Appointment)
+            .where(Appointment.id == appointment_id)
+            .execution_options(populate_existing=True)
+        ).one()
+        _transition(appointment, status, identity.id, reason)
+        result = appointment_dict(appointment)
+    _after_queue_change(key.doctor_id, key.appointment_date, version)
+    return result
+
+
+def call_next(doctor_id: int, identity: Identity) -> dict:
+    """Complete the patient in the room (if any) and call in the first WAITING one, in one
+    transaction; answer today's snapshot. 409 (and nothing changed) if nobody waits."""
+    if identity.role == "doctor" and doctor_id != identity.id:
+        raise Forbidden("A doctor may only call the next patient of their own queue.")
+    if get_doctor_fees(doctor_id) is None:
+        raise NotFound(f"Doctor {doctor_id} not found.")
+    today = clinic_today()
+    with _unit_of_work():
+        _, version = _lock_queue(doctor_id, today)
+        in_room = db.session.scalars(
+            select(Appointment)
+            .where(*_active(doctor_id, today), Appointment.status == IN_CONSULTATION)
+            .execution_options(populate_existing=True)
+        ).first()
+        if in_room is not None:
+            _transition(in_room, COMPLETED, identity.id, None)
+        first_waiting = db.session.scalars(
+            select(Appointment)
+            .where(*_active(doctor_id, today), Appointment.status == WAITING)
+            .order_by(Appointment.queue_position)
+            .limit(1)
+            .execution_options(populate_existing=True)
+        ).first()
+        if first_waiting is None:
+            raise Conflict("Nobody is waiting in this queue.")
+        _transition(first_waiting, IN_CONSULTATION, identity.id, None)
+    _after_queue_change(doctor_id, today, version)
+    return queue_snapshot(doctor_id, today, masked=False)
+
+
+def _transition(appointment: Appointment, target: str, actor_id: int, reason: str | None) -> None:
+    """Apply one status change under the queue lock: times, positions and the event.
+
+    Positions: entering the room moves the patient to the front (position 1; those
+    ahead move back one), so the room is always the head of the line. Leaving the
+    active set (COMPLETED, CANCELLED, NO_SHOW) clears the position and moves everyone
+    behind up by one. Rejoining (sent back from the room, or a late arrival after
+    NO_SHOW) puts the patient last, with waiting_since = now. entry_time is set on
+    entering the room, exit_time only on COMPLETED (leaving the room).
+    """
+    source = appointment.status
+    event_type = TRANSITIONS.get((source, target))
+    if event_type is None:
+        raise InvalidState(f"An appointment cannot go from {source} to {target}.")
+    doctor_id, queue_date = appointment.doctor_id, appointment.appointment_date
+    old_position = appointment.queue_position
+    now = utcnow()
+    column = Appointment.__table__.c.queue_position
+    if target == IN_CONSULTATION:
+        someone_in_room = db.session.scalar(
+            select(Appointment.id)
+            .where(*_active(doctor_id, queue_date), Appointment.status == IN_CONSULTATION)
+            .limit(1)
+        )
+        if someone_in_room is not None:
+            raise Conflict("Another patient is already in consultation with this doctor.")
+        _shift_positions(doctor_id, queue_date, +1, column < old_position)
+        appointment.queue_position = 1
+        appointment.entry_time = now
+    elif target in LEAVING:
+        appointment.status = target
+        appointment.queue_position = None
+        if target == COMPLETED:
+            appointment.exit_time = now
+        _shift_positions(doctor_id, queue_date, -1, column > old_position)
+    elif source == IN_CONSULTATION:  # sent back to the end of the line
+        last = _active_count(doctor_id, queue_date)
+        _shift_positions(doctor_id, queue_date, -1, column > old_position)
+        appointment.queue_position = last
+        appointment.waiting_since = now
+    else:  # NO_SHOW -> WAITING: arrived late
+        appointment.queue_position = _active_count(doctor_id, queue_date) + 1
+        appointment.waiting_since = now
+    appointment.status = target
+    add_event(appointment.id, event_type, actor_id, from_status=source, to_status=target, description=reason)
+    db.session.flush()
