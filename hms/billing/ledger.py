@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from hms.billing.models import PAID, PARTIALLY_PAID, UNPAID, VOID, Bill, BillItem
+from sqlalchemy import case, func, select
+
+from hms.billing.models import PAID, PARTIALLY_PAID, REFUND, UNPAID, VOID, Bill, BillItem, Payment
 from hms.core.db import next_value
 from hms.core.time import clinic_today
 from hms.extensions import db
@@ -89,3 +91,45 @@ def set_totals(bill: Bill, *, total: Decimal, paid: Decimal) -> None:
     bill.paid_amount = paid
     bill.due_amount = total - paid
     bill.status = bill_status(total, paid, bill.status or UNPAID)
+
+
+def _money(value) -> Decimal:
+    """A SUM() result as Decimal with two places (SQLite may hand back an int or a float)."""
+    return Decimal(str(value if value is not None else 0)).quantize(Decimal("0.01"))
+
+
+def lock_bill(bill_id: int) -> Bill | None:
+    """Load a bill for change, locked until the caller's transaction ends.
+
+    PostgreSQL: SELECT ... FOR UPDATE serializes every payment, refund, void and item
+    change of one bill. SQLite: the dialect drops FOR UPDATE; its BEGIN IMMEDIATE already
+    holds the database write lock for the whole transaction.
+    """
+    stmt = select(Bill).where(Bill.id == bill_id).with_for_update().execution_options(populate_existing=True)
+    return db.session.scalar(stmt)
+
+
+def ledger_sums(bill_id: int) -> tuple[Decimal, Decimal]:
+    """(total, paid) from the rows themselves, in one statement: never the stored copies."""
+    items = (
+        select(func.coalesce(func.sum(BillItem.amount), 0))
+        .where(BillItem.bill_id == bill_id)
+        .scalar_subquery()
+    )
+    net_paid = (
+        select(
+            func.coalesce(func.sum(case((Payment.kind == REFUND, -Payment.amount), else_=Payment.amount)), 0)
+        )
+        .where(Payment.bill_id == bill_id)
+        .scalar_subquery()
+    )
+    total, paid = db.session.execute(select(items, net_paid)).one()
+    return _money(total), _money(paid)
+
+
+def recompute_totals(bill: Bill) -> tuple[Decimal, Decimal]:
+    """Set total, paid, due and status of a (locked) bill from its rows; return (total, paid)."""
+    db.session.flush()
+    total, paid = ledger_sums(bill.id)
+    set_totals(bill, total=total, paid=paid)
+    return total, paid

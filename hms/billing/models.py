@@ -27,6 +27,8 @@ class Bill(db.Model):
         Index("ix_bills_appointment_id", "appointment_id"),
         Index("ix_bills_patient_created", "patient_id", "created_at"),
         Index("ix_bills_status_created", "status", "created_at"),
+        # The unfiltered list, newest first.
+        Index("ix_bills_created_at", "created_at"),
         # Overdue: due > 0 and due_date before today.
         Index(
             "ix_bills_overdue",

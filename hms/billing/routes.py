@@ -1,5 +1,140 @@
-"""HTTP routes of the billing domain."""
+"""HTTP routes of the billing domain: bills, items, payments, refunds, voids.
 
+Lists answer full bills (items and payments included) in a fixed number of statements.
+Payments and refunds accept an `Idempotency-Key` header; their answer is built (and
+stored with the key) inside the service's transaction, so a replay returns the very
+same status and body, marked with `Idempotent-Replayed: true`.
+"""
+
+import marshmallow as ma
+from flask import jsonify
+from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from hms.auth.access import STAFF, allow, current_identity
+from hms.billing import service
+from hms.billing.idempotency import StoredResponse, purge_command
+from hms.billing.schemas import (
+    BillCreateSchema,
+    BillItemsAddSchema,
+    BillListQuery,
+    BillPageSchema,
+    BillSchema,
+    IdempotencyHeaderSchema,
+    PaymentInSchema,
+    RefundInSchema,
+    VoidInSchema,
+)
+from hms.core.fields import PageQuery
+
 blp = Blueprint("billing", __name__, url_prefix="/api", description="billing")
+blp.cli.add_command(purge_command)  # flask --app wsgi billing purge-idempotency-keys
+
+BILL_WRITERS = ("admin", "reception", "doctor", "cashier")
+CASH_DESK = ("admin", "reception", "cashier")
+
+
+def _answer(result: StoredResponse):
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    return jsonify(result.body), result.status, headers
+
+
+@blp.route("/bills")
+class Bills(MethodView):
+    @allow(*STAFF)
+    @blp.arguments(BillListQuery, location="query", unknown=ma.RAISE)
+    @blp.response(200, BillPageSchema)
+    def get(self, query):
+        """List bills (filter by status, patient, overdue), newest first"""
+        return service.list_bills(**query).as_dict()
+
+    @allow(*BILL_WRITERS)
+    @blp.arguments(BillCreateSchema)
+    @blp.response(201, BillSchema)
+    @blp.alt_response(403, description="A doctor billing someone else's appointment")
+    @blp.alt_response(422, description="Invalid input, unknown patient, appointment or catalogue item")
+    def post(self, data):
+        """Open a bill with its items"""
+        return service.create_bill(data, current_identity())
+
+
+@blp.route("/bills/<id:bill_id>")
+class BillById(MethodView):
+    @allow(*STAFF)
+    @blp.response(200, BillSchema)
+    @blp.alt_response(404, description="Unknown bill")
+    def get(self, bill_id):
+        """One bill with its items and payments"""
+        return service.get_bill(bill_id)
+
+
+@blp.route("/bills/<id:bill_id>/items")
+class BillItems(MethodView):
+    @allow(*BILL_WRITERS)
+    @blp.arguments(BillItemsAddSchema)
+    @blp.response(201, BillSchema)
+    @blp.alt_response(409, description="The bill is PAID or VOID")
+    def post(self, data, bill_id):
+        """Add items to a bill"""
+        return service.add_items(bill_id, data, current_identity())
+
+
+@blp.route("/bills/<id:bill_id>/payments")
+class BillPayments(MethodView):
+    @allow(*CASH_DESK)
+    @blp.arguments(IdempotencyHeaderSchema, location="headers")
+    @blp.arguments(PaymentInSchema)
+    @blp.response(201, BillSchema)
+    @blp.alt_response(409, description="The bill is VOID")
+    @blp.alt_response(422, description="Invalid amount, more than the due amount, or a reused key")
+    def post(self, headers, data, bill_id):
+        """Take a payment (at most the due amount; Idempotency-Key makes retries safe)"""
+        key = headers.get("idempotency_key")
+        return _answer(service.take_payment(bill_id, data, current_identity(), key))
+
+
+@blp.route("/bills/<id:bill_id>/refunds")
+class BillRefunds(MethodView):
+    @allow("admin")
+    @blp.arguments(IdempotencyHeaderSchema, location="headers")
+    @blp.arguments(RefundInSchema)
+    @blp.response(201, BillSchema)
+    @blp.alt_response(409, description="The bill is VOID")
+    @blp.alt_response(422, description="Invalid amount, more than was paid, or a reused key")
+    def post(self, headers, data, bill_id):
+        """Refund money paid on a bill (append-only REFUND row)"""
+        key = headers.get("idempotency_key")
+        return _answer(service.refund(bill_id, data, current_identity(), key))
+
+
+@blp.route("/bills/<id:bill_id>/void")
+class BillVoid(MethodView):
+    @allow("admin")
+    @blp.arguments(VoidInSchema)
+    @blp.response(200, BillSchema)
+    @blp.alt_response(409, description="Money was paid, or the bill is already VOID")
+    def post(self, data, bill_id):
+        """Void a bill with nothing paid"""
+        return service.void_bill(bill_id, data, current_identity())
+
+
+@blp.route("/appointments/<id:appointment_id>/bills")
+class AppointmentBills(MethodView):
+    @allow(*STAFF)
+    @blp.arguments(PageQuery, location="query", unknown=ma.RAISE)
+    @blp.response(200, BillPageSchema)
+    @blp.alt_response(404, description="Unknown appointment")
+    def get(self, query, appointment_id):
+        """An appointment's bills, newest first"""
+        return service.appointment_bills(appointment_id, **query).as_dict()
+
+
+@blp.route("/patients/<id:patient_id>/bills")
+class PatientBills(MethodView):
+    @allow(*STAFF)
+    @blp.arguments(PageQuery, location="query", unknown=ma.RAISE)
+    @blp.response(200, BillPageSchema)
+    @blp.alt_response(404, description="Unknown patient")
+    def get(self, query, patient_id):
+        """A patient's bills, newest first"""
+        return service.patient_bills(patient_id, **query).as_dict()

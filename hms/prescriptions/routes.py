@@ -1,5 +1,44 @@
 """HTTP routes of the prescriptions domain."""
 
+import marshmallow as ma
+from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from hms.auth.access import STAFF, allow, current_identity
+from hms.core.fields import PageQuery
+from hms.prescriptions import service
+from hms.prescriptions.schemas import PrescriptionCreateSchema, PrescriptionPageSchema, PrescriptionSchema
+
 blp = Blueprint("prescriptions", __name__, url_prefix="/api", description="prescriptions")
+
+
+@blp.route("/appointments/<id:appointment_id>/prescriptions")
+class AppointmentPrescriptions(MethodView):
+    @allow(*STAFF)
+    @blp.arguments(PageQuery, location="query", unknown=ma.RAISE)
+    @blp.response(200, PrescriptionPageSchema)
+    @blp.alt_response(404, description="Unknown appointment")
+    def get(self, query, appointment_id):
+        """An appointment's prescriptions, in the order they were written"""
+        return service.appointment_prescriptions(appointment_id, **query).as_dict()
+
+    @allow("doctor")
+    @blp.arguments(PrescriptionCreateSchema)
+    @blp.response(201, PrescriptionSchema)
+    @blp.alt_response(403, description="Not the appointment's own doctor")
+    @blp.alt_response(404, description="Unknown appointment")
+    @blp.alt_response(409, description="The appointment is not IN_CONSULTATION or COMPLETED")
+    @blp.alt_response(422, description="Invalid input, unknown medicine or instruction")
+    def post(self, data, appointment_id):
+        """Write a prescription for an appointment (its own doctor only)"""
+        return service.create_prescription(appointment_id, data, current_identity())
+
+
+@blp.route("/prescriptions/<id:prescription_id>")
+class PrescriptionById(MethodView):
+    @allow(*STAFF)
+    @blp.response(200, PrescriptionSchema)
+    @blp.alt_response(404, description="Unknown prescription")
+    def get(self, prescription_id):
+        """One prescription with its items"""
+        return service.get_prescription(prescription_id)

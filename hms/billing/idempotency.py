@@ -1,0 +1,157 @@
+"""Idempotency-Key handling for money-moving requests (payments and refunds).
+
+A key is scoped to the account that sent it. Its record holds a fingerprint of the
+request (operation, bill id and the canonical JSON of the validated body) and, once the
+work is done, the response status and body. The record is inserted FIRST, in the same
+transaction as the payment it guards, and its response is stored before that
+transaction commits:
+
+- PostgreSQL: a second request with the same key blocks on the unique (user_id, key)
+  index until the first commits, then fails with IntegrityError; it rolls back, re-reads
+  the committed record (which always carries its response) and answers that. If the
+  first rolled back instead, the second's insert simply goes through.
+- SQLite: BEGIN IMMEDIATE serializes whole transactions, so the second request's
+  look-up already sees the first one's committed record.
+
+Only successful answers are stored: a request that fails (422, 409, 404) rolls back its
+record with everything else, records nothing, and a retry is evaluated afresh.
+Records live at least IDEMPOTENCY_TTL_SECONDS (default 24 h). An expired record is
+replaced when its key comes back; every hundredth record triggers a purge of expired
+ones, and `flask --app wsgi billing purge-idempotency-keys` purges on demand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from hms.billing.models import IdempotencyRecord
+from hms.core.time import utcnow
+from hms.errors import Conflict, ValidationFailed
+from hms.extensions import db
+
+log = logging.getLogger(__name__)
+DEFAULT_TTL_SECONDS = 24 * 3600
+PURGE_EVERY = 100  # records
+PURGE_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """The answer to a request: freshly made, or replayed from its idempotency record."""
+
+    status: int
+    body: dict
+    replayed: bool = False
+
+
+def fingerprint(operation: str, bill_id: int, payload: dict) -> str:
+    """sha256 of the operation, the bill id and the canonical JSON of the validated body."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{operation}:{bill_id}:{canonical}".encode()).hexdigest()
+
+
+def _ttl() -> timedelta:
+    return timedelta(seconds=current_app.config.get("IDEMPOTENCY_TTL_SECONDS", DEFAULT_TTL_SECONDS))
+
+
+def _find(user_id: int, key: str) -> IdempotencyRecord | None:
+    stmt = (
+        select(IdempotencyRecord)
+        .where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
+        .execution_options(populate_existing=True)
+    )
+    return db.session.scalar(stmt)
+
+
+def _answer(record: IdempotencyRecord, request_fingerprint: str) -> StoredResponse:
+    if record.fingerprint != request_fingerprint:
+        raise ValidationFailed(
+            "This Idempotency-Key was already used with a different request.",
+            errors={"headers": {"Idempotency-Key": ["Already used with a different request."]}},
+        )
+    if record.response_status is None:  # defensive: responses are stored before commit
+        raise Conflict("A request with this Idempotency-Key is still in progress; retry shortly.")
+    return StoredResponse(record.response_status, json.loads(record.response_body or "{}"), replayed=True)
+
+
+def claim(user_id: int, key: str, request_fingerprint: str) -> IdempotencyRecord | StoredResponse:
+    """Claim `key` for this request inside the current transaction, or answer from its record.
+
+    Returns the new (flushed, uncommitted) record to complete with `complete()`, or the
+    stored response of the request that used the key first. A different request under the
+    same key is 422.
+    """
+    record = _find(user_id, key)
+    if record is not None:
+        if record.created_at >= utcnow() - _ttl():
+            return _answer(record, request_fingerprint)
+        db.session.delete(record)  # expired: the key starts over
+        db.session.flush()
+    record = IdempotencyRecord(user_id=user_id, key=key, fingerprint=request_fingerprint)
+    db.session.add(record)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # A concurrent request with the same key committed first (PostgreSQL waited for
+        # it on the unique index). Nothing else was written yet: start over and answer it.
+        db.session.rollback()
+        record = _find(user_id, key)
+        if record is None:  # it was purged in between: vanishingly rare
+            raise Conflict("A request with this Idempotency-Key is in progress; retry shortly.") from None
+        return _answer(record, request_fingerprint)
+    return record
+
+
+def complete(record: IdempotencyRecord, status: int, body: dict) -> None:
+    """Store the answer in the record, in the same transaction as the work it answers."""
+    record.response_status = status
+    record.response_body = json.dumps(body, separators=(",", ":"))
+
+
+def purge_expired(now: datetime | None = None, batch: int = PURGE_BATCH) -> int:
+    """Delete up to `batch` expired records (index on created_at) and commit; return how many."""
+    cutoff = (now or utcnow()) - _ttl()
+    expired = (
+        select(IdempotencyRecord.id)
+        .where(IdempotencyRecord.created_at < cutoff)
+        .order_by(IdempotencyRecord.created_at)
+        .limit(batch)
+    )
+    result = db.session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id.in_(expired)))
+    db.session.commit()
+    return result.rowcount or 0
+
+
+def purge_after(record_id: int | None) -> None:
+    """Opportunistic purge, run after a commit: every PURGE_EVERY-th record does it."""
+    if record_id is None or record_id % PURGE_EVERY:
+        return
+    try:
+        purged = purge_expired()
+        log.info("purged %d expired idempotency records", purged)
+    except Exception:  # noqa: BLE001 - housekeeping must never fail the request that triggered it
+        db.session.rollback()
+        log.warning("idempotency purge failed", exc_info=True)
+
+
+@click.command("purge-idempotency-keys")
+@with_appcontext
+def purge_command() -> None:
+    """Delete idempotency records older than IDEMPOTENCY_TTL_SECONDS (default 24 h)."""
+    total = 0
+    while True:
+        purged = purge_expired()
+        total += purged
+        if purged < PURGE_BATCH:
+            break
+    click.echo(f"purged {total} expired idempotency records")

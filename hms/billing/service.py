@@ -1,0 +1,383 @@
+"""Billing rules: opening bills, adding items, payments, refunds and voids.
+
+Every change runs under a lock on the bill (ledger.lock_bill) and recomputes the totals
+from the item and payment rows in the same transaction, so concurrent payments can never
+take a bill below zero due. Payments and refunds are append-only rows.
+
+Reads load a bill with its items and its payments (and who received them) in a fixed
+number of statements, whatever the number of rows: a bill is 3, a page of bills 4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from functools import wraps
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, literal_column, or_, select
+from sqlalchemy.orm import load_only, selectinload
+
+from hms.appointments.events import add_event
+from hms.appointments.models import Appointment
+from hms.auth.models import User
+from hms.auth.service import Identity
+from hms.billing import idempotency
+from hms.billing.idempotency import StoredResponse
+from hms.billing.ledger import LineItem, lock_bill, open_bill, recompute_totals
+from hms.billing.models import PAID, PAYMENT, REFUND, VOID, Bill, BillItem, Payment
+from hms.billing.schemas import BillSchema
+from hms.core.fields import MONEY_MAX
+from hms.core.pagination import Page, paginate
+from hms.core.time import clinic_today
+from hms.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from hms.extensions import db
+from hms.patients.models import Patient
+from hms.reference.models import Category, Medicine, TestType
+
+F = TypeVar("F", bound=Callable[..., Any])
+DOCTOR = "doctor"
+PAYMENT_EVENT = "PAYMENT_RECEIVED"
+
+
+def _rollback_on_error(fn: F) -> F:
+    """A unit of work: anything raised rolls the whole transaction back."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BaseException:
+            db.session.rollback()
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+# ---- reads -----------------------------------------------------------------------------
+
+
+def _with_details(stmt: Select) -> Select:
+    """Items, payments and each payment's receiver: two more statements for any number of bills."""
+    return stmt.options(
+        selectinload(Bill.items),
+        selectinload(Bill.payments).joinedload(Payment.received_by).options(load_only(User.id, User.name)),
+    )
+
+
+def _newest_first(stmt: Select) -> Select:
+    return stmt.order_by(Bill.created_at.desc(), Bill.id.desc())
+
+
+def load_bill(bill_id: int) -> Bill:
+    stmt = _with_details(select(Bill).where(Bill.id == bill_id)).execution_options(populate_existing=True)
+    bill = db.session.scalar(stmt)
+    if bill is None:
+        raise NotFound("Bill not found.")
+    return bill
+
+
+def get_bill(bill_id: int) -> Bill:
+    return load_bill(bill_id)
+
+
+def _overdue_condition(today: date):
+    # `due_amount > 0` written as a literal so PostgreSQL matches the partial index
+    # ix_bills_overdue (due_date WHERE due_amount > 0) under any plan.
+    return (Bill.due_amount > literal_column("0"), Bill.due_date < today, Bill.status != VOID)
+
+
+def list_bills(
+    *,
+    page: int,
+    limit: int,
+    status: str | None = None,
+    patient_id: int | None = None,
+    overdue: bool | None = None,
+) -> Page:
+    """Newest first; with overdue=true the most overdue first (due_date ascending)."""
+    stmt = select(Bill)
+    if status is not None:
+        stmt = stmt.where(Bill.status == status)  # ix_bills_status_created
+    if patient_id is not None:
+        stmt = stmt.where(Bill.patient_id == patient_id)  # ix_bills_patient_created
+    if overdue:
+        stmt = stmt.where(*_overdue_condition(clinic_today())).order_by(Bill.due_date, Bill.id)
+    else:
+        if overdue is False:
+            today = clinic_today()
+            stmt = stmt.where(
+                or_(
+                    Bill.due_amount <= literal_column("0"),
+                    Bill.due_date.is_(None),
+                    Bill.due_date >= today,
+                    Bill.status == VOID,
+                )
+            )
+        stmt = _newest_first(stmt)
+    return paginate(_with_details(stmt), page, limit)
+
+
+def appointment_bills(appointment_id: int, *, page: int, limit: int) -> Page:
+    if db.session.scalar(select(Appointment.id).where(Appointment.id == appointment_id)) is None:
+        raise NotFound("Appointment not found.")
+    stmt = _newest_first(select(Bill).where(Bill.appointment_id == appointment_id))
+    return paginate(_with_details(stmt), page, limit)
+
+
+def patient_bills(patient_id: int, *, page: int, limit: int) -> Page:
+    if db.session.scalar(select(Patient.id).where(Patient.id == patient_id)) is None:
+        raise NotFound("Patient not found.")
+    stmt = _newest_first(select(Bill).where(Bill.patient_id == patient_id))
+    return paginate(_with_details(stmt), page, limit)
+
+
+# ---- lines -----------------------------------------------------------------------------
+
+
+def _unknown(index: int, field: str, what: str) -> ValidationFailed:
+    message = f"Unknown {what}."
+    return ValidationFailed(message, errors={"json": {"items": {str(index): {field: [message]}}}})
+
+
+def _ids(lines: list[dict], field: str) -> set[int]:
+    return {line[field] for line in lines if line.get(field) is not None}
+
+
+def _resolve_lines(lines: list[dict]) -> list[LineItem]:
+    """Turn validated lines into LineItems: at most one query per catalogue."""
+    category_ids = _ids(lines, "category_id")
+    test_type_ids = _ids(lines, "test_type_id")
+    medicine_ids = _ids(lines, "medicine_id")
+    known_categories = (
+        set(db.session.scalars(select(Category.id).where(Category.id.in_(category_ids))))
+        if category_ids
+        else set()
+    )
+    test_types = (
+        {t.id: t for t in db.session.scalars(select(TestType).where(TestType.id.in_(test_type_ids)))}
+        if test_type_ids
+        else {}
+    )
+    medicines = (
+        {m.id: m for m in db.session.scalars(select(Medicine).where(Medicine.id.in_(medicine_ids)))}
+        if medicine_ids
+        else {}
+    )
+    resolved = []
+    for index, line in enumerate(lines):
+        category_id = line.get("category_id")
+        if category_id is not None and category_id not in known_categories:
+            raise _unknown(index, "category_id", "category")
+        if "test_type_id" in line:
+            test_type = test_types.get(line["test_type_id"])
+            if test_type is None:
+                raise _unknown(index, "test_type_id", "test type")
+            description, unit_price = test_type.name, test_type.price
+        elif "medicine_id" in line:
+            medicine = medicines.get(line["medicine_id"])
+            if medicine is None:
+                raise _unknown(index, "medicine_id", "medicine")
+            parts = (medicine.name, medicine.strength, medicine.form)
+            description, unit_price = " ".join(p for p in parts if p)[:200], medicine.unit_price
+        else:
+            description, unit_price = line["description"].strip(), line["unit_price"]
+        item = LineItem(description, line["quantity"], Decimal(unit_price), category_id)
+        if item.amount > MONEY_MAX:
+            message = "The line's amount (quantity x unit_price) is too large."
+            raise ValidationFailed(message, errors={"json": {"items": {str(index): {"quantity": [message]}}}})
+        resolved.append(item)
+    return resolved
+
+
+def _check_total(total: Decimal) -> None:
+    if total > MONEY_MAX:
+        raise ValidationFailed.field("items", f"The bill's total would exceed {MONEY_MAX}.")
+
+
+def _appointment_for_billing(appointment_id: int, patient_id: int | None, identity: Identity) -> Appointment:
+    appointment = db.session.get(Appointment, appointment_id)
+    if appointment is None:
+        raise ValidationFailed.field("appointment_id", "Unknown appointment.")
+    if patient_id is not None and appointment.patient_id != patient_id:
+        raise ValidationFailed.field("appointment_id", "This appointment belongs to another patient.")
+    if identity.role == DOCTOR and appointment.doctor_id != identity.id:
+        raise Forbidden("A doctor may only bill their own appointments.")
+    return appointment
+
+
+# ---- bills and items -------------------------------------------------------------------
+
+
+@_rollback_on_error
+def create_bill(data: dict, identity: Identity) -> Bill:
+    patient_id = data["patient_id"]
+    if db.session.scalar(select(Patient.id).where(Patient.id == patient_id)) is None:
+        raise ValidationFailed.field("patient_id", "Unknown patient.")
+    appointment_id = data.get("appointment_id")
+    if appointment_id is None and identity.role == DOCTOR:
+        raise ValidationFailed.field(
+            "appointment_id", "Required for doctors: they bill their own appointments."
+        )
+    if appointment_id is not None:
+        _appointment_for_billing(appointment_id, patient_id, identity)
+    due_date = data.get("due_date")
+    if due_date is not None and due_date < clinic_today():
+        raise ValidationFailed.field("due_date", "Must not be before today.")
+    lines = _resolve_lines(data["items"])
+    _check_total(sum((line.amount for line in lines), Decimal("0")))
+    bill = open_bill(
+        patient_id=patient_id,
+        created_by_id=identity.id,
+        items=lines,
+        appointment_id=appointment_id,
+        due_date=due_date,
+    )
+    bill_id = bill.id
+    db.session.commit()
+    return load_bill(bill_id)
+
+
+def _locked(bill_id: int) -> Bill:
+    bill = lock_bill(bill_id)
+    if bill is None:
+        raise NotFound("Bill not found.")
+    return bill
+
+
+@_rollback_on_error
+def add_items(bill_id: int, data: dict, identity: Identity) -> Bill:
+    bill = _locked(bill_id)
+    if identity.role == DOCTOR:
+        if bill.appointment_id is None:
+            raise Forbidden("A doctor may only bill their own appointments.")
+        _appointment_for_billing(bill.appointment_id, None, identity)
+    total, _ = recompute_totals(bill)
+    if bill.status in (PAID, VOID):
+        raise Conflict(f"Items cannot be added to a {bill.status} bill.")
+    lines = _resolve_lines(data["items"])
+    _check_total(total + sum((line.amount for line in lines), Decimal("0")))
+    db.session.add_all(
+        BillItem(
+            bill_id=bill.id,
+            category_id=line.category_id,
+            description=line.description,
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            amount=line.amount,
+        )
+        for line in lines
+    )
+    recompute_totals(bill)
+    db.session.commit()
+    return load_bill(bill_id)
+
+
+@_rollback_on_error
+def void_bill(bill_id: int, data: dict, identity: Identity) -> Bill:
+    bill = _locked(bill_id)
+    _, paid = recompute_totals(bill)
+    if bill.status == VOID:
+        raise Conflict("The bill is already void.")
+    if paid != 0:
+        raise Conflict("A bill with money paid cannot be voided: refund first.")
+    bill.status = VOID
+    bill.void_reason = data["reason"]
+    db.session.commit()
+    return load_bill(bill_id)
+
+
+# ---- payments and refunds --------------------------------------------------------------
+
+
+def _record_payment(bill: Bill, data: dict, identity: Identity) -> None:
+    total, paid = recompute_totals(bill)
+    if bill.status == VOID:
+        raise Conflict("A void bill takes no payments.")
+    due = total - paid
+    if data["amount"] > due:
+        raise ValidationFailed.field("amount", f"More than the due amount ({due}).")
+    db.session.add(
+        Payment(
+            bill_id=bill.id,
+            kind=PAYMENT,
+            amount=data["amount"],
+            method=data["method"],
+            reference=data.get("reference"),
+            received_by_id=identity.id,
+        )
+    )
+    recompute_totals(bill)
+    if bill.appointment_id is not None:
+        add_event(
+            bill.appointment_id,
+            PAYMENT_EVENT,
+            identity.id,
+            description=f"{data['amount']} ({data['method']}) on bill {bill.number}",
+        )
+
+
+def _record_refund(bill: Bill, data: dict, identity: Identity) -> None:
+    _, paid = recompute_totals(bill)
+    if bill.status == VOID:
+        raise Conflict("A void bill has nothing to refund.")
+    if data["amount"] > paid:
+        raise ValidationFailed.field("amount", f"More than what was paid ({paid}).")
+    db.session.add(
+        Payment(
+            bill_id=bill.id,
+            kind=REFUND,
+            amount=data["amount"],
+            method=data["method"],
+            reference=data.get("reference"),
+            reason=data["reason"],
+            received_by_id=identity.id,
+        )
+    )
+    recompute_totals(bill)
+
+
+@_rollback_on_error
+def _move_money(
+    operation: str,
+    work: Callable[[Bill, dict, Identity], None],
+    bill_id: int,
+    data: dict,
+    identity: Identity,
+    idempotency_key: str | None,
+) -> StoredResponse:
+    record = None
+    if idempotency_key is not None:
+        canonical = {name: value for name, value in data.items() if value is not None}
+        claimed = idempotency.claim(
+            identity.id, idempotency_key, idempotency.fingerprint(operation, bill_id, canonical)
+        )
+        if isinstance(claimed, StoredResponse):
+            db.session.rollback()  # a replay writes nothing; end the read transaction
+            return claimed
+        record = claimed
+    bill = _locked(bill_id)
+    work(bill, data, identity)
+    db.session.flush()
+    body = BillSchema().dump(load_bill(bill_id))
+    if record is not None:
+        idempotency.complete(record, 201, body)
+    record_id = record.id if record is not None else None
+    db.session.commit()
+    idempotency.purge_after(record_id)
+    return StoredResponse(201, body)
+
+
+def take_payment(
+    bill_id: int, data: dict, identity: Identity, idempotency_key: str | None = None
+) -> StoredResponse:
+    """Record a payment of at most the due amount; the answer is the bill (JSON body)."""
+    return _move_money("payment", _record_payment, bill_id, data, identity, idempotency_key)
+
+
+def refund(
+    bill_id: int, data: dict, identity: Identity, idempotency_key: str | None = None
+) -> StoredResponse:
+    """Record a refund of at most what was paid; the answer is the bill (JSON body)."""
+    return _move_money("refund", _record_refund, bill_id, data, identity, idempotency_key)
