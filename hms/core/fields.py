@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 import marshmallow as ma
@@ -11,6 +12,7 @@ from marshmallow import fields, validate
 MAX_ID = 2**31 - 1
 MONEY_MAX = Decimal("9999999999.99")  # NUMERIC(12,2)
 TWO_PLACES = Decimal("0.01")
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
 class Money(fields.Field):
@@ -45,7 +47,8 @@ class Money(fields.Field):
                 raise self.make_error("invalid")
             value = repr(value)
         text = str(value).strip()
-        if not text or len(text) > 20:
+        # Plain decimal notation only: "1e3", "0x10", "1_000" and " 12 . 5" are malformed.
+        if len(text) > 20 or not _DECIMAL_TEXT.fullmatch(text):
             raise self.make_error("invalid")
         try:
             amount = Decimal(text)
