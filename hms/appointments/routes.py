@@ -1,6 +1,5 @@
 """HTTP routes of the appointments domain: booking, status changes, reads and the queue."""
 
-import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -57,7 +56,7 @@ SNAPSHOT_RULES = (
 class AppointmentsResource(MethodView):
     @allow(*STAFF)
     @blp.doc(description=LIST_RULES)
-    @blp.arguments(AppointmentListQuery, location="query", unknown=ma.RAISE)
+    @blp.arguments(AppointmentListQuery, location="query")
     @blp.response(200, AppointmentPageSchema)
     def get(self, query):
         """List appointments by doctor, patient, status and date"""
@@ -102,7 +101,7 @@ class AppointmentStatusResource(MethodView):
 @blp.route("/appointments/<id:appointment_id>/events")
 class AppointmentEventsResource(MethodView):
     @allow(*STAFF)
-    @blp.arguments(PageQuery, location="query", unknown=ma.RAISE)
+    @blp.arguments(PageQuery, location="query")
     @blp.response(200, AppointmentEventPageSchema)
     @blp.alt_response(404, description="Unknown appointment")
     def get(self, query, appointment_id):
@@ -114,7 +113,7 @@ class AppointmentEventsResource(MethodView):
 class PatientAppointmentsResource(MethodView):
     @allow(*STAFF)
     @blp.doc(description=LIST_RULES)
-    @blp.arguments(PageQuery, location="query", unknown=ma.RAISE)
+    @blp.arguments(PageQuery, location="query")
     @blp.response(200, AppointmentPageSchema)
     @blp.alt_response(404, description="Unknown patient")
     def get(self, query, patient_id):
@@ -126,7 +125,7 @@ class PatientAppointmentsResource(MethodView):
 class QueueResource(MethodView):
     @allow(*ANY_ROLE)
     @blp.doc(description=SNAPSHOT_RULES)
-    @blp.arguments(QueueQuery, location="query", unknown=ma.RAISE)
+    @blp.arguments(QueueQuery, location="query")
     @blp.response(200, QueueSnapshotSchema)
     @blp.alt_response(404, description="Unknown doctor")
     def get(self, query, doctor_id):

@@ -6,7 +6,6 @@ stored with the key) inside the service's transaction, so a replay returns the v
 same status and body, marked with `Idempotent-Replayed: true`.
 """
 
-import marshmallow as ma
 from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -42,7 +41,7 @@ def _answer(result: StoredResponse):
 @blp.route("/bills")
 class Bills(MethodView):
     @allow(*STAFF)
-    @blp.arguments(BillListQuery, location="query", unknown=ma.RAISE)
+    @blp.arguments(BillListQuery, location="query")
     @blp.response(200, BillPageSchema)
     def get(self, query):
         """List bills (filter by status, patient, overdue), newest first"""
@@ -121,7 +120,7 @@ class BillVoid(MethodView):
 @blp.route("/appointments/<id:appointment_id>/bills")
 class AppointmentBills(MethodView):
     @allow(*STAFF)
-    @blp.arguments(PageQuery, location="query", unknown=ma.RAISE)
+    @blp.arguments(PageQuery, location="query")
     @blp.response(200, BillPageSchema)
     @blp.alt_response(404, description="Unknown appointment")
     def get(self, query, appointment_id):
@@ -132,7 +131,7 @@ class AppointmentBills(MethodView):
 @blp.route("/patients/<id:patient_id>/bills")
 class PatientBills(MethodView):
     @allow(*STAFF)
-    @blp.arguments(PageQuery, location="query", unknown=ma.RAISE)
+    @blp.arguments(PageQuery, location="query")
     @blp.response(200, BillPageSchema)
     @blp.alt_response(404, description="Unknown patient")
     def get(self, query, patient_id):

@@ -1,6 +1,5 @@
 """HTTP routes of the prescriptions domain."""
 
-import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -15,7 +14,7 @@ blp = Blueprint("prescriptions", __name__, url_prefix="/api", description="presc
 @blp.route("/appointments/<id:appointment_id>/prescriptions")
 class AppointmentPrescriptions(MethodView):
     @allow(*STAFF)
-    @blp.arguments(PageQuery, location="query", unknown=ma.RAISE)
+    @blp.arguments(PageQuery, location="query")
     @blp.response(200, PrescriptionPageSchema)
     @blp.alt_response(404, description="Unknown appointment")
     def get(self, query, appointment_id):

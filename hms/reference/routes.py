@@ -4,7 +4,6 @@
 change, delete) of one resource; every method declares its roles with @allow.
 """
 
-import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -24,7 +23,7 @@ def register(resource: Resource) -> None:
 
     class Collection(MethodView):
         @allow(*STAFF)
-        @blp.arguments(SearchPageQuery, location="query", unknown=ma.RAISE)
+        @blp.arguments(SearchPageQuery, location="query")
         @blp.response(200, schemas.page)
         def get(self, query):
             """List the items by name (?q= searches it)"""

@@ -1,6 +1,5 @@
 """HTTP routes of the staff domain: staff accounts (admin) and the doctor directory."""
 
-import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -24,7 +23,7 @@ blp = Blueprint("staff", __name__, url_prefix="/api", description="Staff account
 @blp.route("/staff")
 class StaffCollection(MethodView):
     @allow("admin")
-    @blp.arguments(StaffQuery, location="query", unknown=ma.RAISE)
+    @blp.arguments(StaffQuery, location="query")
     @blp.response(200, StaffPageSchema)
     def get(self, query):
         """List staff accounts by name (filter by role, search name or username)"""
@@ -60,7 +59,7 @@ class StaffItem(MethodView):
 @blp.route("/doctors")
 class DoctorCollection(MethodView):
     @allow(*STAFF)
-    @blp.arguments(DoctorQuery, location="query", unknown=ma.RAISE)
+    @blp.arguments(DoctorQuery, location="query")
     @blp.response(200, DoctorPageSchema)
     def get(self, query):
         """List active doctors by name (filter by department, specialization, availability)"""
