@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 1a6b882068ed
+Revision ID: 19a6d5e61f69
 Revises: 
-Create Date: 2026-11-28 13:42:16.274708
+Create Date: 2026-11-28 14:10:20.436297
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import hms.core.types
 
 
 # revision identifiers, used by Alembic.
-revision = '1a6b882068ed'
+revision = '19a6d5e61f69'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -211,6 +211,7 @@ def upgrade():
     )
     with op.batch_alter_table('bills', schema=None) as batch_op:
         batch_op.create_index('ix_bills_appointment_id', ['appointment_id'], unique=False)
+        batch_op.create_index('ix_bills_created_at', ['created_at'], unique=False)
         batch_op.create_index('ix_bills_overdue', ['due_date'], unique=False, postgresql_where=sa.text('due_amount > 0'), sqlite_where=sa.text('due_amount > 0'))
         batch_op.create_index('ix_bills_patient_created', ['patient_id', 'created_at'], unique=False)
         batch_op.create_index('ix_bills_status_created', ['status', 'created_at'], unique=False)
@@ -307,6 +308,7 @@ def downgrade():
         batch_op.drop_index('ix_bills_status_created')
         batch_op.drop_index('ix_bills_patient_created')
         batch_op.drop_index('ix_bills_overdue', postgresql_where=sa.text('due_amount > 0'), sqlite_where=sa.text('due_amount > 0'))
+        batch_op.drop_index('ix_bills_created_at')
         batch_op.drop_index('ix_bills_appointment_id')
 
     op.drop_table('bills')
