@@ -40,7 +40,9 @@ class Bill(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    number: Mapped[str] = mapped_column(String(20), unique=True)
+    # Assigned by the last statement before COMMIT (hms.billing.ledger), so never NULL
+    # once committed; nullable only so the counter row is locked as briefly as possible.
+    number: Mapped[str | None] = mapped_column(String(20), unique=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
     appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
     status: Mapped[str] = mapped_column(String(16), default=UNPAID)

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 19a6d5e61f69
+Revision ID: 00f3094db910
 Revises: 
-Create Date: 2026-11-28 14:10:20.436297
+Create Date: 2026-11-28 14:25:31.811895
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import hms.core.types
 
 
 # revision identifiers, used by Alembic.
-revision = '19a6d5e61f69'
+revision = '00f3094db910'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -191,7 +191,7 @@ def upgrade():
 
     op.create_table('bills',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('number', sa.String(length=20), nullable=False),
+    sa.Column('number', sa.String(length=20), nullable=True),
     sa.Column('patient_id', sa.Integer(), nullable=False),
     sa.Column('appointment_id', sa.Integer(), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
