@@ -1,8 +1,16 @@
-"""A closed-loop HTTP load generator: N keep-alive clients on gevent for a fixed time.
+"""An HTTP load generator on gevent: closed loop (`run`) or open loop (`run_open`).
 
-Each client sends its next request as soon as the previous answer is read, so the
-figures are latency under N concurrent clients and the throughput they achieve.
-Requests that start during the warm-up are not counted.
+Closed loop: N keep-alive clients, each sending its next request as soon as the
+previous answer is read; the figures are latency under N concurrent clients and the
+throughput they achieve (so latency = N / throughput, by construction).
+Open loop: requests arrive at a fixed rate whatever the answers do, on a pool of
+keep-alive connections; latency is counted from the scheduled arrival, so a server
+that falls behind cannot hide its backlog (no coordinated omission).
+Requests that start during the warm-up are not counted (but their statuses are kept
+in `all_statuses`, so a benchmark can check what it wrote against the database).
+
+The generator shares the machine with the server: `client_cpu_percent` (CPU time of
+this process / wall time of the run) tells whether the client itself was the limit.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import http.client  # noqa: E402
+import resource  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -21,6 +30,10 @@ import gevent  # noqa: E402
 
 # (client index, request number) -> (method, path, body bytes or None, headers)
 RequestFactory = Callable[[int, int], tuple[str, str, bytes | None, dict]]
+MAX_ERROR_SAMPLES = 5
+# An idle pooled connection older than this is dropped, not reused: gunicorn closes
+# keep-alive connections idle for `keepalive` (5 s in gunicorn.conf.py).
+MAX_IDLE_SECONDS = 3.0
 
 
 @dataclass
@@ -28,6 +41,13 @@ class Result:
     duration: float
     latencies: list[float] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
+    # Seconds after the end of the warm-up at which each counted request completed.
+    completed_at: list[float] = field(default_factory=list)
+    # Every answer, warm-up and tail included.
+    all_statuses: Counter = field(default_factory=Counter)
+    error_samples: list[str] = field(default_factory=list)
+    client_cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
 
     def percentile(self, p: float) -> float:
         if not self.latencies:
@@ -44,16 +64,34 @@ class Result:
     def errors(self) -> int:
         return sum(n for status, n in self.statuses.items() if not 200 <= status < 300)
 
+    def per_second(self) -> list[int]:
+        """Requests completed in each second of the measured window."""
+        buckets = [0] * max(1, int(self.duration + 0.999))
+        for moment in self.completed_at:
+            buckets[min(len(buckets) - 1, max(0, int(moment)))] += 1
+        return buckets
+
     def summary(self) -> dict:
+        mean = sum(self.latencies) / len(self.latencies) * 1000 if self.latencies else float("nan")
         return {
             "requests": self.count,
             "errors": self.errors,
             "statuses": dict(self.statuses),
             "rps": round(self.count / self.duration, 1),
+            "mean_ms": round(mean, 2),
             "p50_ms": round(self.percentile(50), 2),
             "p95_ms": round(self.percentile(95), 2),
             "p99_ms": round(self.percentile(99), 2),
+            "max_ms": round(max(self.latencies) * 1000, 2) if self.latencies else float("nan"),
+            "client_cpu_percent": round(100 * self.client_cpu_seconds / self.wall_seconds, 1)
+            if self.wall_seconds
+            else None,
         }
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run(
@@ -66,6 +104,7 @@ def run(
     warmup: float = 2.0,
 ) -> Result:
     start = time.perf_counter()
+    cpu_start = _cpu_seconds()
     measure_from = start + warmup
     stop = measure_from + duration
     result = Result(duration=duration)
@@ -79,20 +118,109 @@ def run(
                 break
             method, path, body, headers = make_request(index, number)
             number += 1
+            body_text = b""
             try:
                 conn.request(method, path, body=body, headers=headers)
                 response = conn.getresponse()
-                response.read()
+                body_text = response.read()
                 status = response.status
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException) as error:
                 status = 0
+                body_text = repr(error).encode()
                 conn.close()
                 conn = http.client.HTTPConnection(host, port, timeout=30)
-            ended = time.perf_counter()
-            if began >= measure_from and ended <= stop + 5:
-                result.latencies.append(ended - began)
-                result.statuses[status] += 1
+            _record(result, status, method, path, body_text, began, time.perf_counter(), measure_from, stop)
         conn.close()
 
     gevent.joinall([gevent.spawn(client, i) for i in range(concurrency)])
+    result.wall_seconds = time.perf_counter() - start
+    result.client_cpu_seconds = _cpu_seconds() - cpu_start
     return result
+
+
+def run_open(
+    host: str,
+    port: int,
+    make_request: RequestFactory,
+    *,
+    rate: float,
+    duration: float = 10.0,
+    warmup: float = 2.0,
+    max_in_flight: int = 500,
+) -> Result:
+    """`rate` requests per second, evenly spaced, for warmup + duration seconds.
+
+    Request k is scheduled at start + k / rate (the factory gets (k, k)); its latency
+    runs from that moment to the end of its answer. An arrival finding `max_in_flight`
+    requests unanswered is counted as status 0 (the server fell behind) rather than
+    piling up without bound.
+    """
+    from gevent.queue import Empty, LifoQueue
+
+    start = time.perf_counter()
+    cpu_start = _cpu_seconds()
+    measure_from = start + warmup
+    stop = measure_from + duration
+    result = Result(duration=duration)
+    idle: LifoQueue = LifoQueue()
+    in_flight = 0
+
+    def one(number: int, scheduled: float) -> None:
+        nonlocal in_flight
+        in_flight += 1
+        conn = None
+        while conn is None:
+            try:
+                conn, last_used = idle.get_nowait()
+            except Empty:
+                conn = http.client.HTTPConnection(host, port, timeout=30)
+                break
+            if time.perf_counter() - last_used > MAX_IDLE_SECONDS:
+                conn.close()
+                conn = None
+        method, path, body, headers = make_request(number, number)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            body_text = response.read()
+            status = response.status
+            idle.put((conn, time.perf_counter()))
+        except (OSError, http.client.HTTPException) as error:
+            status, body_text = 0, repr(error).encode()
+            conn.close()
+        finally:
+            in_flight -= 1
+        _record(result, status, method, path, body_text, scheduled, time.perf_counter(), measure_from, stop)
+
+    greenlets = []
+    number = 0
+    while True:
+        scheduled = start + number / rate
+        if scheduled >= stop:
+            break
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            gevent.sleep(delay)
+        if in_flight >= max_in_flight:
+            _record(result, 0, "-", "-", b"too many in flight", scheduled, scheduled, measure_from, stop)
+        else:
+            greenlets.append(gevent.spawn(one, number, scheduled))
+        number += 1
+    gevent.joinall(greenlets, timeout=60)
+    while not idle.empty():
+        idle.get()[0].close()
+    result.wall_seconds = time.perf_counter() - start
+    result.client_cpu_seconds = _cpu_seconds() - cpu_start
+    return result
+
+
+def _record(result: Result, status, method, path, body_text, began, ended, measure_from, stop) -> None:
+    """Count every answer; keep the latency of those that began in the measured window
+    (and, closed loop, ended within 5 s of its end)."""
+    result.all_statuses[status] += 1
+    if not 200 <= status < 300 and len(result.error_samples) < MAX_ERROR_SAMPLES:
+        result.error_samples.append(f"{status} {method} {path}: {body_text[:300].decode(errors='replace')}")
+    if measure_from <= began < stop and ended <= stop + 5:
+        result.latencies.append(ended - began)
+        result.statuses[status] += 1
+        result.completed_at.append(ended - measure_from)

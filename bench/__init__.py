@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (bench/run.py) runs them and rewrites BENCHMARKS.md."""
