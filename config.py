@@ -79,8 +79,8 @@ class Config:
             self.SQLALCHEMY_ENGINE_OPTIONS = {"connect_args": {"timeout": 30}}
         else:
             self.SQLALCHEMY_ENGINE_OPTIONS = {
-                "pool_size": _int("DB_POOL_SIZE", 10),
-                "max_overflow": _int("DB_MAX_OVERFLOW", 20),
+                "pool_size": _int("DB_POOL_SIZE", 5),
+                "max_overflow": _int("DB_MAX_OVERFLOW", 10),
                 "pool_pre_ping": True,
                 "pool_timeout": 10,
             }

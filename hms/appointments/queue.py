@@ -22,7 +22,7 @@ from flask import current_app
 from sqlalchemy import and_, select, text
 
 from hms.appointments.models import ACTIVE_STATUSES, IN_CONSULTATION, WAITING, Appointment, QueueDay
-from hms.core.cache import cache_get, cache_set
+from hms.core.cache import cache_get_many, cache_set
 from hms.core.time import utcnow
 from hms.errors import NotFound
 from hms.extensions import db
@@ -49,10 +49,6 @@ def _new_tag(doctor_id: int, queue_date: date) -> str:
     return tag
 
 
-def _current_tag(doctor_id: int, queue_date: date) -> str:
-    return cache_get(_tag_key(doctor_id, queue_date)) or _new_tag(doctor_id, queue_date)
-
-
 def invalidate_queue(doctor_id: int, queue_date: date) -> None:
     """Call after COMMITTING any change to this doctor's queue on this date."""
     _new_tag(doctor_id, queue_date)
@@ -67,24 +63,26 @@ def queue_snapshot(doctor_id: int, queue_date: date, masked: bool) -> dict:
     `masked` (the display role) reduces every patient to {initials}. Raises NotFound
     if `doctor_id` is not a doctor. `version` is the queue's version (0 before any
     booking); the live stream uses it as the event id.
+
+    A cache hit costs one round trip: the queue's current tag and the stored snapshot
+    are read together, and the snapshot counts only if it was stored under that tag.
+    A snapshot built from data older than the last commit carries an older tag, so it
+    is never served after the write that replaced the tag.
     """
-    tag = _current_tag(doctor_id, queue_date)
-    base = f"queue:{doctor_id}:{queue_date.isoformat()}:{tag}"
+    day = queue_date.isoformat()
+    tag_key = _tag_key(doctor_id, queue_date)
+    full_key = f"queue:{doctor_id}:{day}:full"
+    masked_key = f"queue:{doctor_id}:{day}:masked"
+    tag, stored = cache_get_many(tag_key, masked_key if masked else full_key)
+    if tag is not None and stored is not None and stored.get("tag") == tag:
+        return stored["snapshot"]
+    tag = tag or _new_tag(doctor_id, queue_date)
     timeout = current_app.config["QUEUE_CACHE_SECONDS"]
+    snapshot = build_snapshot(doctor_id, queue_date)
+    cache_set(full_key, {"tag": tag, "snapshot": snapshot}, timeout)
     if masked:
-        snapshot = cache_get(base + ":masked")
-        if snapshot is None:
-            snapshot = mask_snapshot(_full_snapshot(doctor_id, queue_date, base, timeout))
-            cache_set(base + ":masked", snapshot, timeout)
-        return snapshot
-    return _full_snapshot(doctor_id, queue_date, base, timeout)
-
-
-def _full_snapshot(doctor_id: int, queue_date: date, base: str, timeout: int) -> dict:
-    snapshot = cache_get(base + ":full")
-    if snapshot is None:
-        snapshot = build_snapshot(doctor_id, queue_date)
-        cache_set(base + ":full", snapshot, timeout)
+        snapshot = mask_snapshot(snapshot)
+        cache_set(masked_key, {"tag": tag, "snapshot": snapshot}, timeout)
     return snapshot
 
 

@@ -1,5 +1,6 @@
 """HTTP routes of the appointments domain: booking, status changes, reads and the queue."""
 
+from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -131,7 +132,10 @@ class QueueResource(MethodView):
     def get(self, query, doctor_id):
         """A doctor's queue on a date (default today)"""
         masked = current_identity().role == "display"
-        return service.queue_snapshot(doctor_id, query.get("date") or clinic_today(), masked=masked)
+        snapshot = service.queue_snapshot(doctor_id, query.get("date") or clinic_today(), masked=masked)
+        # The snapshot is already JSON-ready (and usually straight from the cache): sent
+        # as is, not dumped through the schema again on the hottest read of the system.
+        return jsonify(snapshot)
 
 
 @blp.route("/queue/<id:doctor_id>/next")

@@ -31,6 +31,15 @@ def cache_get(key: str) -> Any:
         return None
 
 
+def cache_get_many(*keys: str) -> list[Any]:
+    """Several keys in one round trip; None for each miss (or all, if the cache is down)."""
+    try:
+        return list(cache.get_many(*keys))
+    except Exception:  # noqa: BLE001
+        log.warning("cache get_many failed for %s", keys, exc_info=True)
+        return [None] * len(keys)
+
+
 def cache_set(key: str, value: Any, timeout: int) -> None:
     try:
         cache.set(key, value, timeout=timeout)
