@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, default_exceptions
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,17 @@ def register_error_handlers(app, api) -> None:
 
         db.session.rollback()
         log.exception("database unavailable")
-        return render(http_error(503, "The database is unavailable; try again shortly."))
+        return render(
+            http_error(503, "The database is unavailable; try again shortly.", headers={"Retry-After": "1"})
+        )
+
+    @app.errorhandler(PoolTimeout)
+    def handle_pool_timeout(err: PoolTimeout):
+        # Every pooled connection stayed busy for pool_timeout: overload, not a bug.
+        log.warning("database connection pool exhausted: %s", err)
+        return render(
+            http_error(503, "The server is busy; try again shortly.", headers={"Retry-After": "1"})
+        )
 
     @app.errorhandler(Exception)
     def handle_unexpected(err: Exception):

@@ -250,8 +250,16 @@ requires_postgres = pytest.mark.skipif(
 
 @contextmanager
 def run_server(database_url: str, workers: int = 2, extra_env: dict | None = None, port: int | None = None):
-    """Start gunicorn (gevent workers) on a free port; yield its base URL."""
-    port = port or free_port()
+    """Start gunicorn (gevent workers) on a free port; yield its base URL.
+
+    The listening socket is bound here and handed to gunicorn (`--bind fd://N`), so no
+    other process can take the port between choosing it and gunicorn binding it.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port or 0))
+    listener.listen(2048)
+    port = listener.getsockname()[1]
     env = {
         **os.environ,
         "HMS_ENV": "production",
@@ -266,14 +274,17 @@ def run_server(database_url: str, workers: int = 2, extra_env: dict | None = Non
         env["REDIS_URL"] = os.environ["TEST_REDIS_URL"]
     env.update(extra_env or {})
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"hms-live-{port}.log", "w")  # noqa: SIM115
+    fd = listener.fileno()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"fd://{fd}", "wsgi:app"],
         cwd=ROOT,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        pass_fds=(fd,),
     )
+    listener.close()  # gunicorn holds its own copy
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -290,12 +301,22 @@ def run_server(database_url: str, workers: int = 2, extra_env: dict | None = Non
             time.sleep(0.2)
         yield base
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _stop_process_group(proc)
         log.close()
+
+
+def _stop_process_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        proc.wait(timeout=10)
 
 
 @pytest.fixture
