@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export FLASK_APP := wsgi
 
-.PHONY: run serve install test test-pg lint format bench clean
+.PHONY: run serve install browser test test-pg lint format bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/activate
 
 install: $(VENV)/.installed
 
+## browser: Debian's chromium for the waiting-room browser test (as root, once)
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	      || echo "chromium could not be installed: the browser test will be skipped"; \
+	  else echo "not root: chromium not installed, the browser test will be skipped"; fi; \
+	fi
+
 ## run: install, migrate, load demo data if the database is empty, serve on $(PORT)
 run: install
 	$(BIN)/flask db upgrade
@@ -24,7 +33,7 @@ run: install
 	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 ## test: install and run the whole suite on the embedded default
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: install
@@ -34,6 +43,15 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## bench: install requirements-bench.txt, run the benchmarks (bench/run.py), rewrite BENCHMARKS.md
+##        e.g. make bench BENCH_ARGS="--only api,explain --duration 3"
+$(VENV)/.bench-installed: requirements-bench.txt requirements.txt | $(VENV)/.installed
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

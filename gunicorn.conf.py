@@ -1,30 +1,70 @@
 """gunicorn settings, sized for Server-Sent Events on gevent workers.
 
 Each open SSE stream is one gevent greenlet and one socket, not a thread, so a worker
-holds thousands: worker_connections caps how many per worker. Raise the process's
-open-files limit above workers x worker_connections (see the README).
+holds thousands: worker_connections caps how many per worker (streams and ordinary
+requests together). Raise the process's open-files limit above
+workers x worker_connections (see the README). A stream holds no database connection
+while it waits, so the SQLAlchemy pool is sized for the REST traffic only.
+
+Without REDIS_URL the broker, the stream limit, the cache and the rate limits live in
+the worker's memory, so the embedded default runs exactly one worker: a second one
+would neither hear the first one's queue changes nor share its counts.
 """
 
+import logging
 import os
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+if workers > 1 and not os.environ.get("REDIS_URL"):
+    logging.getLogger("gunicorn.error").warning(
+        "WEB_CONCURRENCY=%s without REDIS_URL: running 1 worker (the in-process broker, "
+        "stream limit and cache cannot be shared between processes)",
+        workers,
+    )
+    workers = 1
 worker_class = "gevent"
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
 # gevent workers notify the arbiter from their own loop, so long-lived streams do not
 # trip the timeout; it only catches a worker whose loop is stuck.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
-# On shutdown open streams get this long to finish; they end with a retry hint and
-# browsers reconnect to another worker or instance.
+# On shutdown (SIGTERM, or a HUP reload) post_worker_init's watcher ends every open
+# stream within about a second with a final comment; browsers reconnect after the
+# `retry:` hint, to another worker or instance. The rest of this allowance is for
+# ordinary requests still in flight.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn's control socket defaults to one path per user, which several instances on
+# one host (tests, a blue/green switch) would fight over: off unless a path is given.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or None
+control_socket_disable = control_socket is None
+if control_socket is None:
+    del control_socket
 
 
 def when_ready(server):
     host, _, port = bind.rpartition(":")
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
     server.log.info("HMS is ready at http://%s:%s/ (API docs at /api/docs)", shown, port)
+
+
+def post_worker_init(worker):
+    """Watch for the worker being told to stop and end its open streams at once.
+
+    gunicorn's gevent worker only closes its listening socket on SIGTERM and then waits
+    graceful_timeout for connections to finish, which a stream never does by itself.
+    """
+    import gevent
+
+    def drain_streams_on_shutdown():
+        while worker.alive:
+            gevent.sleep(0.25)
+        from hms.realtime.broker import close_all_streams
+
+        close_all_streams()
+
+    gevent.spawn(drain_streams_on_shutdown)

@@ -41,13 +41,15 @@ def register_extensions(app: Flask) -> None:
     from hms import models  # noqa: F401 - every table known to SQLAlchemy and Alembic
     from hms.auth.access import init_access
     from hms.core.converters import IdConverter
-    from hms.extensions import api, cache, db, limiter, migrate
+    from hms.extensions import api, broker, cache, db, limiter, migrate, stream_slots
 
     app.url_map.converters["id"] = IdConverter
     db.init_app(app)
     migrate.init_app(app, db, directory=str(app.root_path + "/../migrations"), compare_type=True, render_as_batch=True)
     cache.init_app(app)
     limiter.init_app(app)
+    broker.init_app(app)
+    stream_slots.init_app(app)
     api.init_app(app)
     api.register_converter(IdConverter, lambda _: {"type": "integer", "minimum": 1, "maximum": 2**31 - 1})
     init_access(app)

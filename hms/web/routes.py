@@ -1,4 +1,4 @@
-"""Server-rendered pages: the session-cookie login (and, later, the waiting-room display)."""
+"""Server-rendered pages: the session-cookie login and the waiting-room display."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hms.auth import service
 from hms.auth.access import ANY_ROLE, page, public
 from hms.errors import Unauthorized
 from hms.extensions import limiter
+from hms.realtime import service as realtime
 
 bp = Blueprint("web", __name__, template_folder="templates")
 
@@ -54,3 +55,14 @@ def logout():
 @page(*ANY_ROLE)
 def home():
     return render_template("home.html")
+
+
+@bp.route("/display/<id:doctor_id>")
+@page(*ANY_ROLE)
+def display(doctor_id: int):
+    """The waiting-room screen of one doctor: always masked, live over the queue stream."""
+    return render_template(
+        "display.html",
+        snapshot=realtime.display_snapshot(doctor_id),
+        stream_url=url_for("realtime.QueueStreamResource", doctor_id=doctor_id),
+    )

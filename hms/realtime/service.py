@@ -1,0 +1,109 @@
+"""Opening a live queue stream: everything that must hold before streaming starts.
+
+Order matters: the mailbox is registered before the first snapshot is read, so no
+change can slip between the two; an unknown doctor is 404 and one stream over the
+limit is 429, both before any byte is streamed (and both give the mailbox back).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from flask import Flask, current_app
+
+from hms.appointments.service import queue_snapshot
+from hms.auth.service import Identity, load_identity
+from hms.core.time import clinic_today, clinic_zone
+from hms.errors import TooManyRequests
+from hms.extensions import db
+from hms.realtime.broker import QueueBroker
+from hms.realtime.limiter import StreamSlots, lease_ttl_seconds
+from hms.realtime.stream import QueueStream, SnapshotMemo
+
+MEMO_KEY = "hms.realtime.snapshots"
+
+
+def _snapshot_loader(app: Flask, doctor_id: int, masked: bool):
+    def load(day: str) -> dict:
+        # Its own app context: the stream outlives the request, and no database
+        # session or pooled connection may stay checked out while it waits.
+        with app.app_context():
+            try:
+                return queue_snapshot(doctor_id, date.fromisoformat(day), masked)
+            finally:
+                db.session.remove()
+
+    return load
+
+
+def _session_checker(app: Flask, identity: Identity):
+    def still_allowed() -> bool:
+        """A disabled account or a changed password ends its open streams too."""
+        with app.app_context():
+            try:
+                current = load_identity(identity.id)
+            except Exception:  # noqa: BLE001 - an outage is not a sign-out
+                return True
+            finally:
+                db.session.remove()
+        return current is not None and current.active and current.token_epoch == identity.token_epoch
+
+    return still_allowed
+
+
+def open_queue_stream(doctor_id: int, identity: Identity) -> QueueStream:
+    """Check, reserve and subscribe; the returned stream sends the current snapshot first.
+
+    Raises NotFound (not a doctor) or TooManyRequests (the doctor's stream limit)."""
+    app = current_app._get_current_object()
+    config = app.config
+    masked = identity.role == "display"
+    zone = clinic_zone()
+    heartbeat = float(config["SSE_HEARTBEAT_SECONDS"])
+    broker = QueueBroker.get(app)
+    slots = StreamSlots.get(app)
+    load = _snapshot_loader(app, doctor_id, masked)
+
+    def today() -> str:
+        return datetime.now(zone).date().isoformat()
+
+    subscription = broker.subscribe(doctor_id)
+    try:
+        # In the request's own session (a second one would wait on SQLite's write lock
+        # that the first holds since authentication), given back before streaming.
+        try:
+            first = queue_snapshot(doctor_id, date.fromisoformat(today()), masked)
+        finally:
+            db.session.remove()
+        lease = slots.acquire(
+            doctor_id, int(config["SSE_MAX_CONNECTIONS_PER_DOCTOR"]), lease_ttl_seconds(heartbeat)
+        )
+        if lease is None:
+            raise TooManyRequests(
+                f"Too many live streams for doctor {doctor_id}; try again shortly.",
+                retry_after=max(1, round(heartbeat)),
+            )
+    except BaseException:
+        broker.unsubscribe(subscription)
+        raise
+    return QueueStream(
+        doctor_id=doctor_id,
+        masked=masked,
+        first_snapshot=first,
+        subscription=subscription,
+        broker=broker,
+        lease=lease,
+        slots=slots,
+        load_snapshot=load,
+        today=today,
+        still_allowed=_session_checker(app, identity),
+        memo=app.extensions.setdefault(MEMO_KEY, SnapshotMemo()),
+        heartbeat_seconds=heartbeat,
+        lease_ttl_seconds=lease_ttl_seconds(heartbeat),
+        retry_ms=int(config["SSE_RETRY_MS"]),
+    )
+
+
+def display_snapshot(doctor_id: int) -> dict:
+    """Today's masked snapshot for the waiting-room page (NotFound if not a doctor)."""
+    return queue_snapshot(doctor_id, clinic_today(), masked=True)

@@ -1,0 +1,263 @@
+"""The queue-change brokers on their own: in process, and over Redis pub/sub."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from datetime import date
+
+import pytest
+import redis
+
+from hms.realtime.broker import InProcessBroker, QueueBroker, RedisBroker, notify_queue_changed
+
+DAY = date(2026, 11, 28)
+
+
+def wait_for(predicate, timeout: float = 5.0, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+# --- in process -------------------------------------------------------------------------
+
+
+def test_a_change_reaches_only_that_doctors_streams():
+    broker = InProcessBroker()
+    first, second, other = broker.subscribe(1), broker.subscribe(1), broker.subscribe(2)
+    broker.publish(1, DAY, 7)
+    for subscription in (first, second):
+        wakeup = subscription.wait(1)
+        assert wakeup.changes == {"2026-11-28": 7}
+        assert not wakeup.recheck and not wakeup.closed
+    assert other.wait(0.05) is None
+
+
+def test_changes_that_arrive_while_a_stream_is_busy_coalesce_into_the_latest():
+    broker = InProcessBroker()
+    subscription = broker.subscribe(1)
+    for version in (3, 5, 4):
+        broker.publish(1, DAY, version)
+    broker.publish(1, date(2026, 11, 29), 9)
+    wakeup = subscription.wait(1)
+    assert wakeup.changes == {"2026-11-28": 5, "2026-11-29": 9}
+    assert subscription.wait(0.05) is None  # one wakeup for all of them
+
+
+def test_wait_times_out_quietly():
+    subscription = InProcessBroker().subscribe(1)
+    started = time.monotonic()
+    assert subscription.wait(0.2) is None
+    assert 0.15 <= time.monotonic() - started < 1.0
+
+
+def test_a_waiting_stream_wakes_at_once_from_another_thread():
+    broker = InProcessBroker()
+    subscription = broker.subscribe(3)
+    received = []
+
+    def waiter():
+        started = time.monotonic()
+        received.append((subscription.wait(5), time.monotonic() - started))
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.1)
+    broker.publish(3, DAY, 1)
+    thread.join(5)
+    wakeup, waited = received[0]
+    assert wakeup.changes == {"2026-11-28": 1}
+    assert waited < 1.0
+
+
+def test_unsubscribed_streams_leave_nothing_behind():
+    broker = InProcessBroker()
+    subscriptions = [broker.subscribe(doctor_id) for doctor_id in (1, 1, 2) for _ in range(50)]
+    assert broker.registry.count() == 150
+    for subscription in subscriptions:
+        broker.unsubscribe(subscription)
+        broker.unsubscribe(subscription)  # twice is harmless
+    assert broker.registry.count() == 0
+    assert broker.registry._by_doctor == {}
+    broker.publish(1, DAY, 1)  # nobody listening: no error
+
+
+def test_close_all_ends_open_and_later_streams():
+    broker = InProcessBroker()
+    subscription = broker.subscribe(1)
+    broker.close_all()
+    assert subscription.wait(5).closed
+    assert broker.subscribe(1).wait(5).closed  # a request already past the listener
+
+
+def test_recheck_asks_for_a_snapshot_without_a_change():
+    broker = InProcessBroker()
+    subscription = broker.subscribe(1)
+    broker.registry.recheck_all(force=False)
+    wakeup = subscription.wait(1)
+    assert wakeup.recheck and not wakeup.force and wakeup.changes == {}
+    broker.registry.recheck_all(force=True)
+    assert subscription.wait(1).force
+
+
+def test_notify_goes_through_the_apps_broker(app):
+    broker = QueueBroker.get(app)
+    subscription = broker.subscribe(41)
+    try:
+        if isinstance(broker, RedisBroker):
+            assert broker.connected.wait(5)
+            subscription.wait(1)  # the first-connection recheck
+        with app.app_context():
+            notify_queue_changed(41, DAY, 12)
+        wakeup = subscription.wait(3)
+        assert wakeup is not None and wakeup.changes == {"2026-11-28": 12}
+    finally:
+        broker.unsubscribe(subscription)
+
+
+def test_notify_outside_the_app_never_raises():
+    notify_queue_changed(1, DAY, 1)
+
+
+def test_the_embedded_default_uses_the_in_process_broker():
+    from config import TestingConfig
+    from hms import create_app
+
+    config = TestingConfig()
+    config.REDIS_URL = None
+    assert isinstance(QueueBroker.get(create_app(config)), InProcessBroker)
+
+
+# --- Redis ------------------------------------------------------------------------------
+
+
+def subscriber_connections(url: str, name: str) -> list[dict]:
+    client = redis.Redis.from_url(url)
+    try:
+        return [c for c in client.client_list(_type="pubsub") if c.get("name") == name]
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_broker(redis_url):
+    brokers = []
+
+    def make(url: str = redis_url) -> RedisBroker:
+        broker = RedisBroker(url, poll_seconds=0.2)
+        brokers.append(broker)
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.stop()
+
+
+def test_redis_subscriber_starts_lazily_and_is_one_connection_per_process(redis_url, redis_broker):
+    broker = redis_broker()
+    broker.publish(1, DAY, 1)  # publishing alone starts no subscriber
+    time.sleep(0.3)
+    assert subscriber_connections(redis_url, broker.client_name) == []
+    subscriptions = [broker.subscribe(doctor_id) for doctor_id in range(1, 11) for _ in range(5)]
+    assert broker.connected.wait(5)
+    connections = subscriber_connections(redis_url, broker.client_name)
+    assert len(connections) == 1
+    assert connections[0]["psub"] == "1" and connections[0]["sub"] == "0"
+    assert broker.connections_made == 1
+    for subscription in subscriptions:
+        broker.unsubscribe(subscription)
+    assert broker.registry.count() == 0
+
+
+def test_redis_change_reaches_another_process_within_a_second(redis_broker):
+    publisher, listener = redis_broker(), redis_broker()  # two brokers: two workers
+    subscription = listener.subscribe(21)
+    assert listener.connected.wait(5)
+    subscription.wait(1)  # the first-connection recheck
+    started = time.monotonic()
+    publisher.publish(21, DAY, 3)
+    wakeup = subscription.wait(2)
+    assert wakeup is not None and wakeup.changes == {"2026-11-28": 3}
+    assert time.monotonic() - started < 1.0
+
+
+def test_redis_ignores_malformed_messages_and_keeps_listening(redis_url, redis_broker):
+    broker = redis_broker()
+    subscription = broker.subscribe(5)
+    assert broker.connected.wait(5)
+    subscription.wait(1)
+    client = redis.Redis.from_url(redis_url)
+    client.publish(broker.channel(5), "not json")
+    client.publish(broker.channel(5), json.dumps({"doctor_id": "x"}))
+    client.close()
+    broker.publish(5, DAY, 8)
+    wakeup = subscription.wait(2)
+    assert wakeup.changes == {"2026-11-28": 8}
+    assert broker.connections_made == 1
+
+
+def test_redis_channels_are_per_database(private_redis, redis_broker):
+    on_zero = redis_broker(private_redis.url)
+    on_one = redis_broker(private_redis.url.rsplit("/", 1)[0] + "/1")
+    subscription = on_zero.subscribe(1)
+    assert on_zero.connected.wait(5)
+    subscription.wait(1)
+    on_one.publish(1, DAY, 99)
+    assert subscription.wait(0.5) is None
+    on_zero.publish(1, DAY, 100)
+    assert subscription.wait(2).changes == {"2026-11-28": 100}
+
+
+def test_redis_subscriber_reconnects_and_streams_resync(private_redis, redis_broker):
+    broker = redis_broker(private_redis.url)
+    subscription = broker.subscribe(1)
+    assert broker.connected.wait(5)
+    first = subscription.wait(1)
+    assert first.recheck and not first.force  # first connection: re-check only
+    private_redis.stop()
+    assert wait_for(lambda: not broker.connected.is_set(), timeout=5)
+    broker.publish(1, DAY, 2)  # Redis down: never raises, this process still hears it
+    assert subscription.wait(1).changes == {"2026-11-28": 2}
+    private_redis.start()
+    assert broker.connected.wait(10)
+    wakeup = subscription.wait(2)
+    assert wakeup.recheck and wakeup.force  # after an outage: a fresh snapshot for everyone
+    assert broker.connections_made == 2
+    broker.publish(1, DAY, 3)
+    assert subscription.wait(2).changes == {"2026-11-28": 3}
+    assert len(subscriber_connections(private_redis.url, broker.client_name)) == 1
+
+
+def test_redis_subscriber_restarts_after_fork(redis_broker):
+    broker = redis_broker()
+    broker.subscribe(1)
+    assert broker.connected.wait(5)
+    pid = os.fork()
+    if pid == 0:  # the child: a new process must start its own subscriber
+        ok = False
+        try:
+            subscription = broker.subscribe(2)
+            ok = broker.connected.wait(5) and broker._subscriber_pid == os.getpid()
+            broker.publish(2, DAY, 4)
+            wakeup = subscription.wait(3)
+            # Wakeups: first the recheck, then the change.
+            while wakeup is not None and not wakeup.changes:
+                wakeup = subscription.wait(3)
+            ok = ok and wakeup is not None and wakeup.changes == {"2026-11-28": 4}
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 20
+    while (waited := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked process hung")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(waited[1]) == 0
