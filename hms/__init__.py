@@ -27,6 +27,7 @@ def create_app(config: Config | str | None = None) -> Flask:
 def _configure_logging(app: Flask) -> None:
     if not app.debug and not app.testing:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def _ensure_sqlite_folder(app: Flask) -> None:
