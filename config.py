@@ -88,7 +88,13 @@ class Config:
             self.CACHE_TYPE = "RedisCache"
             self.CACHE_REDIS_URL = self.REDIS_URL
             self.CACHE_KEY_PREFIX = "hms:"
-            self.CACHE_OPTIONS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+            # Many greenlets per worker read the cache at once: redis-py's default pool
+            # (100) would refuse connections under load rather than wait.
+            self.CACHE_OPTIONS = {
+                "socket_timeout": 0.5,
+                "socket_connect_timeout": 0.5,
+                "max_connections": _int("REDIS_MAX_CONNECTIONS", 500),
+            }
             self.RATELIMIT_STORAGE_URI = self.REDIS_URL
             self.RATELIMIT_STORAGE_OPTIONS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
         else:
@@ -111,7 +117,9 @@ class TestingConfig(Config):
     def read_environment(self) -> None:
         super().read_environment()
         self.SECRET_KEY = "testing-secret"
-        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(os.environ.get("TEST_DATABASE_URL", "sqlite://"))
+        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(
+            os.environ.get("TEST_DATABASE_URL", "sqlite://")
+        )
         self.REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
 
 

@@ -7,6 +7,7 @@ limit is 429, both before any byte is streamed (and both give the mailbox back).
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime
 
 from flask import Flask, current_app
@@ -21,6 +22,10 @@ from hms.realtime.limiter import StreamSlots, lease_ttl_seconds
 from hms.realtime.stream import QueueStream, SnapshotMemo
 
 MEMO_KEY = "hms.realtime.snapshots"
+# One identity check per account per second per worker, however many of its streams
+# beat at once (a clinic's screens often share one display account).
+IDENTITY_CHECK_SECONDS = 1.0
+_identity_checks: dict[tuple[int, int], tuple[float, bool]] = {}
 
 
 def _snapshot_loader(app: Flask, doctor_id: int, masked: bool):
@@ -37,8 +42,14 @@ def _snapshot_loader(app: Flask, doctor_id: int, masked: bool):
 
 
 def _session_checker(app: Flask, identity: Identity):
+    key = (identity.id, identity.token_epoch)
+
     def still_allowed() -> bool:
         """A disabled account or a changed password ends its open streams too."""
+        now = time.monotonic()
+        checked = _identity_checks.get(key)
+        if checked is not None and now - checked[0] < IDENTITY_CHECK_SECONDS:
+            return checked[1]
         with app.app_context():
             try:
                 current = load_identity(identity.id)
@@ -46,7 +57,11 @@ def _session_checker(app: Flask, identity: Identity):
                 return True
             finally:
                 db.session.remove()
-        return current is not None and current.active and current.token_epoch == identity.token_epoch
+        allowed = current is not None and current.active and current.token_epoch == identity.token_epoch
+        if len(_identity_checks) > 10_000:
+            _identity_checks.clear()
+        _identity_checks[key] = (now, allowed)
+        return allowed
 
     return still_allowed
 

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 PING = ": ping\n\n"
 CLOSING = ": server restarting, reconnect\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+BUILD_RETRY_SECONDS = 1.0
 
 
 def format_event(snapshot: dict, retry_ms: int | None = None) -> str:
@@ -35,23 +36,25 @@ def format_event(snapshot: dict, retry_ms: int | None = None) -> str:
 
 
 class SnapshotMemo:
-    """One snapshot build per change per worker process.
+    """One snapshot build, and one encoding, per change per worker process.
 
     All the streams of a doctor wake together on a change: the first one builds (from
-    the shared cache, else the database), the others reuse its result when it is at
-    least as new as the version they were told about, or was started after the resync
-    they were asked for."""
+    the shared cache, else the database) and encodes the event, the others reuse both
+    when the snapshot is at least as new as the version they were told about, or was
+    started after the resync they were asked for. Every stream then writes the same
+    string object: nothing per stream but the socket buffer."""
 
     MAX_KEYS = 2000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._key_locks: dict[tuple, threading.Lock] = {}
-        self._latest: dict[tuple, tuple[float, dict]] = {}
+        self._latest: dict[tuple, tuple[float, dict, str]] = {}
 
     def get(
         self, key: tuple, load: Callable[[], dict], min_version: int | None = None, since: float | None = None
-    ) -> dict:
+    ) -> tuple[dict, str]:
+        """(snapshot, its encoded `queue` event)."""
         with self._lock:
             if len(self._key_locks) > self.MAX_KEYS:
                 self._key_locks.clear()
@@ -60,15 +63,16 @@ class SnapshotMemo:
         with key_lock:
             entry = self._latest.get(key)
             if entry is not None:
-                started, snapshot = entry
+                started, snapshot, event = entry
                 if min_version is not None and snapshot["version"] >= min_version:
-                    return snapshot
+                    return snapshot, event
                 if since is not None and started >= since:
-                    return snapshot
+                    return snapshot, event
             started = time.monotonic()
             snapshot = load()
-            self._latest[key] = (started, snapshot)
-            return snapshot
+            event = format_event(snapshot)
+            self._latest[key] = (started, snapshot, event)
+            return snapshot, event
 
 
 @dataclass
@@ -77,7 +81,7 @@ class QueueStream:
 
     doctor_id: int
     masked: bool
-    first_snapshot: dict
+    first_snapshot: dict | None
     subscription: Subscription
     broker: Broker
     lease: Lease
@@ -102,7 +106,7 @@ class QueueStream:
         except Exception:  # noqa: BLE001 - an unreleased lease expires by itself
             log.warning("stream lease of doctor %s not released", self.doctor_id, exc_info=True)
 
-    def _build(self, day: str, wakeup: Wakeup) -> dict:
+    def _build(self, day: str, wakeup: Wakeup) -> tuple[dict, str]:
         key = (self.doctor_id, day, self.masked)
         return self.memo.get(
             key,
@@ -118,8 +122,12 @@ class QueueStream:
             self.close()
 
     def _run(self) -> Iterator[str]:
-        sent = self.first_snapshot
-        yield format_event(sent, retry_ms=self.retry_ms)
+        # Keep only what the comparisons need: a held snapshot would cost every open
+        # stream tens of kilobytes for its whole life.
+        first, self.first_snapshot = self.first_snapshot, None
+        sent_version, sent_date = first["version"], first["date"]
+        yield format_event(first, retry_ms=self.retry_ms)
+        del first
         next_ping = time.monotonic() + self.heartbeat_seconds
         retry_build = False
         while True:
@@ -131,7 +139,7 @@ class QueueStream:
                 self.slots.renew(self.lease, self.lease_ttl_seconds)
                 if not self.still_allowed():
                     return
-                if not (retry_build or self.today() != sent["date"]):
+                if not (retry_build or self.today() != sent_date):
                     continue
                 wakeup = Wakeup(recheck=True, since=now)  # a failed build, or a new day
             else:
@@ -145,15 +153,16 @@ class QueueStream:
             if not wakeup.recheck and day not in wakeup.changes:
                 continue  # another date of this doctor changed
             try:
-                snapshot = self._build(day, wakeup)
-            except Exception:  # noqa: BLE001 - keep the stream; try again at the next heartbeat
+                snapshot, event = self._build(day, wakeup)
+            except Exception:  # noqa: BLE001 - keep the stream; try again in a second
                 log.warning("queue snapshot of doctor %s failed; retrying", self.doctor_id, exc_info=True)
                 retry_build = True
+                next_ping = min(next_ping, time.monotonic() + BUILD_RETRY_SECONDS)
                 continue
             retry_build = False
-            if wakeup.force or snapshot["version"] != sent["version"] or snapshot["date"] != sent["date"]:
-                sent = snapshot
-                yield format_event(sent)
+            if wakeup.force or snapshot["version"] != sent_version or snapshot["date"] != sent_date:
+                sent_version, sent_date = snapshot["version"], snapshot["date"]
+                yield event
 
 
 def sse_response(stream: QueueStream) -> Response:
