@@ -146,4 +146,4 @@ class QueueNextResource(MethodView):
     @blp.alt_response(409, description="Nobody is waiting")
     def post(self, doctor_id):
         """Complete the patient in the room and call in the next one (today's queue)"""
-        return service.call_next(doctor_id, current_identity())
+        return jsonify(service.call_next(doctor_id, current_identity()))
