@@ -46,7 +46,9 @@ def register_extensions(app: Flask) -> None:
 
     app.url_map.converters["id"] = IdConverter
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(app.root_path + "/../migrations"), compare_type=True, render_as_batch=True)
+    migrate.init_app(
+        app, db, directory=str(app.root_path + "/../migrations"), compare_type=True, render_as_batch=True
+    )
     cache.init_app(app)
     limiter.init_app(app)
     broker.init_app(app)

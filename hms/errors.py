@@ -109,9 +109,7 @@ def register_error_handlers(app, api) -> None:
     def handle_pool_timeout(err: PoolTimeout):
         # Every pooled connection stayed busy for pool_timeout: overload, not a bug.
         log.warning("database connection pool exhausted: %s", err)
-        return render(
-            http_error(503, "The server is busy; try again shortly.", headers={"Retry-After": "1"})
-        )
+        return render(http_error(503, "The server is busy; try again shortly.", headers={"Retry-After": "1"}))
 
     @app.errorhandler(Exception)
     def handle_unexpected(err: Exception):

@@ -276,7 +276,16 @@ def run_server(database_url: str, workers: int = 2, extra_env: dict | None = Non
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"hms-live-{port}.log", "w")  # noqa: SIM115
     fd = listener.fileno()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"fd://{fd}", "wsgi:app"],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
+            "--bind",
+            f"fd://{fd}",
+            "wsgi:app",
+        ],
         cwd=ROOT,
         env=env,
         stdout=log,

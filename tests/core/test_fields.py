@@ -10,7 +10,14 @@ from hms.core.fields import Money
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("150", "150.00"), ("150.5", "150.50"), (150.25, "150.25"), (10, "10.00"), (" 12.5 ", "12.50"), ("0", "0.00")],
+    [
+        ("150", "150.00"),
+        ("150.5", "150.50"),
+        (150.25, "150.25"),
+        (10, "10.00"),
+        (" 12.5 ", "12.50"),
+        ("0", "0.00"),
+    ],
 )
 def test_money_accepts_plain_decimals(raw, expected):
     assert Money().deserialize(raw) == Decimal(expected)
@@ -18,8 +25,26 @@ def test_money_accepts_plain_decimals(raw, expected):
 
 @pytest.mark.parametrize(
     "raw",
-    ["1e3", "0x10", "1_000", "-1", "-0.01", "1.005", 1.005, "abc", "", "NaN", float("nan"), float("inf"), True, None, [], {},
-     "10000000000.00", 1e16],
+    [
+        "1e3",
+        "0x10",
+        "1_000",
+        "-1",
+        "-0.01",
+        "1.005",
+        1.005,
+        "abc",
+        "",
+        "NaN",
+        float("nan"),
+        float("inf"),
+        True,
+        None,
+        [],
+        {},
+        "10000000000.00",
+        1e16,
+    ],
 )
 def test_money_rejects_malformed_negative_and_three_places(raw):
     with pytest.raises(ValidationError):
