@@ -108,9 +108,16 @@ def open_bill(
     set_totals(bill, total=sum((item.amount for item in items), ZERO), paid=ZERO)
     db.session.add(bill)
     db.session.flush()
+    add_line_items(bill.id, items)
+    db.session.info.setdefault(_UNNUMBERED, []).append(bill)
+    return bill
+
+
+def add_line_items(bill_id: int, items: list[LineItem]) -> None:
+    """Add the items' rows to a bill (the caller recomputes or sets the totals)."""
     db.session.add_all(
         BillItem(
-            bill_id=bill.id,
+            bill_id=bill_id,
             category_id=item.category_id,
             description=item.description,
             quantity=item.quantity,
@@ -119,8 +126,6 @@ def open_bill(
         )
         for item in items
     )
-    db.session.info.setdefault(_UNNUMBERED, []).append(bill)
-    return bill
 
 
 def bill_status(total: Decimal, paid: Decimal, current: str) -> str:

@@ -25,8 +25,8 @@ from hms.auth.models import User
 from hms.auth.service import Identity
 from hms.billing import idempotency
 from hms.billing.idempotency import StoredResponse
-from hms.billing.ledger import LineItem, lock_bill, open_bill, recompute_totals
-from hms.billing.models import PAID, PAYMENT, REFUND, VOID, Bill, BillItem, Payment
+from hms.billing.ledger import LineItem, add_line_items, lock_bill, open_bill, recompute_totals
+from hms.billing.models import PAID, PAYMENT, REFUND, VOID, Bill, Payment
 from hms.billing.schemas import BillSchema
 from hms.core.fields import MONEY_MAX
 from hms.core.pagination import Page, paginate
@@ -258,17 +258,7 @@ def add_items(bill_id: int, data: dict, identity: Identity) -> Bill:
         raise Conflict(f"Items cannot be added to a {bill.status} bill.")
     lines = _resolve_lines(data["items"])
     _check_total(total + sum((line.amount for line in lines), Decimal("0")))
-    db.session.add_all(
-        BillItem(
-            bill_id=bill.id,
-            category_id=line.category_id,
-            description=line.description,
-            quantity=line.quantity,
-            unit_price=line.unit_price,
-            amount=line.amount,
-        )
-        for line in lines
-    )
+    add_line_items(bill.id, lines)
     recompute_totals(bill)
     db.session.commit()
     return load_bill(bill_id)
