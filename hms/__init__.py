@@ -51,11 +51,26 @@ def register_extensions(app: Flask) -> None:
     )
     cache.init_app(app)
     limiter.init_app(app)
+    _limit_decorated_views_only(app, limiter)
     broker.init_app(app)
     stream_slots.init_app(app)
     api.init_app(app)
     api.register_converter(IdConverter, lambda _: {"type": "integer", "minimum": 1, "maximum": 2**31 - 1})
     init_access(app)
+
+
+def _limit_decorated_views_only(app: Flask, limiter) -> None:
+    """Drop flask-limiter's per-request hook: HMS limits only decorated views (sign-in).
+
+    The hook looks for default, application and blueprint limits on every request, which
+    HMS does not set; decorated views check their own limits in their decorator. Without
+    the hook the hottest reads skip that work. Setting a default or application limit in
+    the configuration would need the hook back, so that is refused.
+    """
+    for option in ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_DEFAULTS_PER_METHOD"):
+        if app.config.get(option):
+            raise RuntimeError(f"{option} is not supported: limit views with @limiter.limit")
+    app.before_request_funcs[None].remove(limiter._check_request_limit)
 
 
 def register_blueprints(app: Flask) -> None:

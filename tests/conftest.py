@@ -64,6 +64,7 @@ def _clean_state(request):
     if "app" not in request.fixturenames:
         return
     app = request.getfixturevalue("app")
+    from hms.auth.service import local_identities
     from hms.extensions import cache, db, limiter
 
     with app.app_context():
@@ -76,6 +77,7 @@ def _clean_state(request):
                 for name in tables:
                     conn.execute(text(f"DELETE FROM {name}"))
         cache.clear()
+        local_identities.clear()
         limiter.reset()
 
 

@@ -9,6 +9,7 @@ a token costs no database query on the hot path.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
 from flask import current_app
@@ -22,6 +23,7 @@ from hms.errors import Unauthorized
 from hms.extensions import db
 
 IDENTITY_CACHE_SECONDS = 60
+_LOCAL_MAX_ACCOUNTS = 10_000
 BAD_LOGIN = "Invalid username or password."
 # Checked against when the username is unknown, so both failures take the same time.
 _DUMMY_HASH = generate_password_hash("not-a-password", method="scrypt:1024:8:1")
@@ -54,7 +56,47 @@ def _identity_key(user_id: int) -> str:
     return f"identity:{user_id}"
 
 
+class _LocalIdentities:
+    """This process's recently read identities: user id -> (read at, Identity | None)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[float, Identity | None]] = {}
+
+    def get(self, user_id: int, max_age: float):
+        entry = self._entries.get(user_id)
+        if entry is None or time.monotonic() - entry[0] >= max_age:
+            return _MISSING
+        return entry[1]
+
+    def put(self, user_id: int, identity: Identity | None) -> None:
+        if len(self._entries) >= _LOCAL_MAX_ACCOUNTS:
+            self._entries.clear()
+        self._entries[user_id] = (time.monotonic(), identity)
+
+    def forget(self, user_id: int) -> None:
+        self._entries.pop(user_id, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+_MISSING = object()
+local_identities = _LocalIdentities()
+
+
 def load_identity(user_id: int) -> Identity | None:
+    max_age = current_app.config["IDENTITY_LOCAL_SECONDS"]
+    if max_age > 0:
+        identity = local_identities.get(user_id, max_age)
+        if identity is not _MISSING:
+            return identity
+    identity = _load_shared_identity(user_id)
+    if max_age > 0:
+        local_identities.put(user_id, identity)
+    return identity
+
+
+def _load_shared_identity(user_id: int) -> Identity | None:
     def load() -> dict | None:
         user = db.session.get(User, user_id)
         if user is None:
@@ -67,6 +109,7 @@ def load_identity(user_id: int) -> Identity | None:
 
 def forget_identity(user_id: int) -> None:
     """Call after committing any change to an account."""
+    local_identities.forget(user_id)
     cache_delete(_identity_key(user_id))
 
 

@@ -146,3 +146,67 @@ def test_malformed_json_is_400(client):
     assert res.status_code == 400
     body = res.get_json()
     assert body["code"] == 400 and body["message"]
+
+
+def test_other_workers_see_an_account_change_within_the_local_time(app, client, make_user):
+    """A change committed elsewhere (another worker drops only the shared cache entry)
+    applies here once this worker's local copy is older than IDENTITY_LOCAL_SECONDS."""
+    import time
+
+    from hms.auth.models import User
+    from hms.auth.service import _identity_key
+    from hms.core.cache import cache_delete
+    from hms.extensions import db
+
+    user = make_user("reception", password="pw-123456")
+    token = login(client, user.username, "pw-123456").get_json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    app.config["IDENTITY_LOCAL_SECONDS"] = 0.3
+    try:
+        assert client.get("/api/auth/me", headers=headers).status_code == 200
+        with app.app_context():
+            row = db.session.get(User, user.id)
+            row.active = False
+            db.session.commit()
+            cache_delete(_identity_key(user.id))  # what forget_identity does on another worker
+        assert client.get("/api/auth/me", headers=headers).status_code == 200  # this worker's copy
+        time.sleep(0.35)
+        assert client.get("/api/auth/me", headers=headers).status_code == 401
+    finally:
+        app.config["IDENTITY_LOCAL_SECONDS"] = 2.0
+
+
+def test_without_local_identities_every_request_asks_the_cache(app, client, make_user):
+    from hms.auth.models import User
+    from hms.auth.service import _identity_key
+    from hms.core.cache import cache_delete
+    from hms.extensions import db
+
+    user = make_user("reception", password="pw-123456")
+    token = login(client, user.username, "pw-123456").get_json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    app.config["IDENTITY_LOCAL_SECONDS"] = 0
+    try:
+        assert client.get("/api/auth/me", headers=headers).status_code == 200
+        with app.app_context():
+            db.session.get(User, user.id).active = False
+            db.session.commit()
+            cache_delete(_identity_key(user.id))
+        assert client.get("/api/auth/me", headers=headers).status_code == 401
+    finally:
+        app.config["IDENTITY_LOCAL_SECONDS"] = 2.0
+
+
+def test_only_decorated_views_are_rate_limited(app):
+    """flask-limiter's per-request hook is gone; a default limit, which needs it, is refused."""
+    import pytest
+    from flask import Flask
+
+    from hms import _limit_decorated_views_only
+    from hms.extensions import limiter
+
+    assert limiter._check_request_limit not in app.before_request_funcs.get(None, [])
+    other = Flask("other")
+    other.config["RATELIMIT_DEFAULT"] = "100 per minute"
+    with pytest.raises(RuntimeError, match="RATELIMIT_DEFAULT"):
+        _limit_decorated_views_only(other, limiter)
