@@ -15,6 +15,7 @@ entries joined with their patients, and one for the recent consultation lengths
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date, datetime
 
@@ -57,33 +58,63 @@ def invalidate_queue(doctor_id: int, queue_date: date) -> None:
 # --- the snapshot -----------------------------------------------------------------------
 
 
+class EncodedSnapshot:
+    """A snapshot as the JSON text that is cached and sent, parsed only when needed."""
+
+    __slots__ = ("json", "_data")
+
+    def __init__(self, json_text: str, data: dict | None = None):
+        self.json = json_text
+        self._data = data
+
+    @property
+    def data(self) -> dict:
+        if self._data is None:
+            self._data = json.loads(self.json)
+        return self._data
+
+
 def queue_snapshot(doctor_id: int, queue_date: date, masked: bool) -> dict:
     """The queue of one doctor on one date as a JSON-ready dict (see API.md).
 
     `masked` (the display role) reduces every patient to {initials}. Raises NotFound
     if `doctor_id` is not a doctor. `version` is the queue's version (0 before any
     booking); the live stream uses it as the event id.
+    """
+    return encoded_queue_snapshot(doctor_id, queue_date, masked).data
+
+
+def encoded_queue_snapshot(doctor_id: int, queue_date: date, masked: bool) -> EncodedSnapshot:
+    """The snapshot as JSON text (what GET /api/queue sends as is), read through the cache.
 
     A cache hit costs one round trip: the queue's current tag and the stored snapshot
     are read together, and the snapshot counts only if it was stored under that tag.
     A snapshot built from data older than the last commit carries an older tag, so it
-    is never served after the write that replaced the tag.
+    is never served after the write that replaced the tag. The cache holds the encoded
+    text, so a hit is neither unpickled into objects nor encoded again.
     """
     day = queue_date.isoformat()
     tag_key = _tag_key(doctor_id, queue_date)
     full_key = f"queue:{doctor_id}:{day}:full"
     masked_key = f"queue:{doctor_id}:{day}:masked"
     tag, stored = cache_get_many(tag_key, masked_key if masked else full_key)
-    if tag is not None and stored is not None and stored.get("tag") == tag:
-        return stored["snapshot"]
+    if tag is not None and isinstance(stored, tuple) and stored[0] == tag:
+        return EncodedSnapshot(stored[1])
     tag = tag or _new_tag(doctor_id, queue_date)
     timeout = current_app.config["QUEUE_CACHE_SECONDS"]
     snapshot = build_snapshot(doctor_id, queue_date)
-    cache_set(full_key, {"tag": tag, "snapshot": snapshot}, timeout)
+    encoded = EncodedSnapshot(_dumps(snapshot), snapshot)
+    cache_set(full_key, (tag, encoded.json), timeout)
     if masked:
-        snapshot = mask_snapshot(snapshot)
-        cache_set(masked_key, {"tag": tag, "snapshot": snapshot}, timeout)
-    return snapshot
+        masked_snapshot = mask_snapshot(snapshot)
+        encoded = EncodedSnapshot(_dumps(masked_snapshot), masked_snapshot)
+        cache_set(masked_key, (tag, encoded.json), timeout)
+    return encoded
+
+
+def _dumps(snapshot: dict) -> str:
+    # The app's JSON provider: the same text jsonify() would send.
+    return current_app.json.dumps(snapshot)
 
 
 def build_snapshot(doctor_id: int, queue_date: date) -> dict:
