@@ -11,6 +11,9 @@ in `all_statuses`, so a benchmark can check what it wrote against the database).
 
 The generator shares the machine with the server: `client_cpu_percent` (CPU time of
 this process / wall time of the run) tells whether the client itself was the limit.
+Given the server's worker pids, `server_cpu_ms_per_request` is the CPU time the workers
+spent during the measured window divided by the requests completed in it: what a
+request costs the server, a figure other load on the machine barely moves.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import http.client  # noqa: E402
+import os  # noqa: E402
 import resource  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
@@ -48,6 +52,7 @@ class Result:
     error_samples: list[str] = field(default_factory=list)
     client_cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
+    server_cpu_seconds: float | None = None
 
     def percentile(self, p: float) -> float:
         if not self.latencies:
@@ -86,12 +91,41 @@ class Result:
             "client_cpu_percent": round(100 * self.client_cpu_seconds / self.wall_seconds, 1)
             if self.wall_seconds
             else None,
+            **(
+                {"server_cpu_ms_per_request": round(1000 * self.server_cpu_seconds / self.count, 3)}
+                if self.server_cpu_seconds is not None and self.count
+                else {}
+            ),
         }
 
 
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes (Linux /proc), in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
+
+
+def _sample_server_cpu(result: Result, pids: list[int], measure_from: float, stop: float) -> gevent.Greenlet:
+    def sample() -> None:
+        gevent.sleep(max(0.0, measure_from - time.perf_counter()))
+        begin = process_cpu_seconds(pids)
+        gevent.sleep(max(0.0, stop - time.perf_counter()))
+        result.server_cpu_seconds = process_cpu_seconds(pids) - begin
+
+    return gevent.spawn(sample)
 
 
 def run(
@@ -102,12 +136,14 @@ def run(
     concurrency: int = 50,
     duration: float = 10.0,
     warmup: float = 2.0,
+    server_pids: list[int] | None = None,
 ) -> Result:
     start = time.perf_counter()
     cpu_start = _cpu_seconds()
     measure_from = start + warmup
     stop = measure_from + duration
     result = Result(duration=duration)
+    sampler = _sample_server_cpu(result, server_pids, measure_from, stop) if server_pids else None
 
     def client(index: int) -> None:
         conn = http.client.HTTPConnection(host, port, timeout=30)
@@ -133,6 +169,8 @@ def run(
         conn.close()
 
     gevent.joinall([gevent.spawn(client, i) for i in range(concurrency)])
+    if sampler is not None:
+        sampler.join()
     result.wall_seconds = time.perf_counter() - start
     result.client_cpu_seconds = _cpu_seconds() - cpu_start
     return result
@@ -147,6 +185,7 @@ def run_open(
     duration: float = 10.0,
     warmup: float = 2.0,
     max_in_flight: int = 500,
+    server_pids: list[int] | None = None,
 ) -> Result:
     """`rate` requests per second, evenly spaced, for warmup + duration seconds.
 
@@ -164,6 +203,7 @@ def run_open(
     result = Result(duration=duration)
     idle: LifoQueue = LifoQueue()
     in_flight = 0
+    sampler = _sample_server_cpu(result, server_pids, measure_from, stop) if server_pids else None
 
     def one(number: int, scheduled: float) -> None:
         nonlocal in_flight
@@ -207,6 +247,8 @@ def run_open(
             greenlets.append(gevent.spawn(one, number, scheduled))
         number += 1
     gevent.joinall(greenlets, timeout=60)
+    if sampler is not None:
+        sampler.join()
     while not idle.empty():
         idle.get()[0].close()
     result.wall_seconds = time.perf_counter() - start
