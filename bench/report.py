@@ -3,7 +3,8 @@
 Each results file (written by bench.harness.write_result) names its renderer,
 "module:function", which turns the file's dict into the section's Markdown; this
 module adds the heading and the facts every figure needs (command, date, machine,
-software versions, load average). A section whose script was not re-run keeps its
+software versions, load average), and a last section with the plots that span sections
+(bench/plots.py). A section whose script was not re-run keeps its
 last results, with their own date and command. Sections appear by their `order`.
 
     .venv/bin/python -m bench.report      # rewrite BENCHMARKS.md from the stored results
@@ -102,13 +103,20 @@ def render_section(result: dict) -> str:
     return "\n".join(lines)
 
 
-def render_all(results: list[dict]) -> str:
+def render_all(results: list[dict], plots: list | None = None) -> str:
     sections = [render_section(result) for result in results] or ["No results yet: run `make bench`."]
+    if plots is not None and results:
+        from bench.plots import render as render_plots
+
+        sections.append("## Plots\n\n" + render_plots(plots, ROOT))
     return HEADER + "\n" + "\n\n".join(sections) + "\n"
 
 
 def write(path: Path = BENCHMARKS, results_dir: Path = RESULTS_DIR) -> Path:
-    path.write_text(render_all(load_results(results_dir)))
+    from bench.plots import draw
+
+    results = load_results(results_dir)
+    path.write_text(render_all(results, draw(results, results_dir)))
     return path
 
 
