@@ -7,9 +7,10 @@ transaction as the payment it guards, and its response is stored before that
 transaction commits:
 
 - PostgreSQL: a second request with the same key blocks on the unique (user_id, key)
-  index until the first commits, then fails with IntegrityError; it rolls back, re-reads
-  the committed record (which always carries its response) and answers that. If the
-  first rolled back instead, the second's insert simply goes through.
+  index until the first commits; its INSERT ... ON CONFLICT DO NOTHING then inserts
+  nothing, and it reads the committed record (which always carries its response) and
+  answers that. If the first rolled back instead, the second's insert simply goes
+  through. The usual case, a new key, is that one INSERT and nothing else.
 - SQLite: BEGIN IMMEDIATE serializes whole transactions, so the second request's
   look-up already sees the first one's committed record.
 
@@ -31,8 +32,9 @@ from datetime import datetime, timedelta
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from hms.billing.models import IdempotencyRecord
 from hms.core.time import utcnow
@@ -52,6 +54,13 @@ class StoredResponse:
     status: int
     body: dict
     replayed: bool = False
+
+
+@dataclass(frozen=True)
+class ClaimedKey:
+    """A key this request inserted (uncommitted): complete it with `complete()`."""
+
+    id: int
 
 
 def fingerprint(operation: str, bill_id: int, payload: dict) -> str:
@@ -84,38 +93,55 @@ def _answer(record: IdempotencyRecord, request_fingerprint: str) -> StoredRespon
     return StoredResponse(record.response_status, json.loads(record.response_body or "{}"), replayed=True)
 
 
-def claim(user_id: int, key: str, request_fingerprint: str) -> IdempotencyRecord | StoredResponse:
+def _insert_new(user_id: int, key: str, request_fingerprint: str) -> int | None:
+    """INSERT the record unless (user_id, key) exists; its id, or None if it existed.
+
+    On PostgreSQL a concurrent uncommitted insert of the same key makes this wait for
+    that transaction: None if it committed, the new id if it rolled back."""
+    dialect = db.session.get_bind().dialect.name
+    make_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    stmt = (
+        make_insert(IdempotencyRecord)
+        .values(user_id=user_id, key=key, fingerprint=request_fingerprint)
+        .on_conflict_do_nothing(index_elements=["user_id", "key"])
+        .returning(IdempotencyRecord.id)
+    )
+    return db.session.execute(stmt).scalar_one_or_none()
+
+
+def claim(user_id: int, key: str, request_fingerprint: str) -> ClaimedKey | StoredResponse:
     """Claim `key` for this request inside the current transaction, or answer from its record.
 
-    Returns the new (flushed, uncommitted) record to complete with `complete()`, or the
-    stored response of the request that used the key first. A different request under the
-    same key is 422.
+    Returns the new (uncommitted) record's ClaimedKey to complete with `complete()`, or
+    the stored response of the request that used the key first. A different request
+    under the same key is 422.
     """
+    record_id = _insert_new(user_id, key, request_fingerprint)
+    if record_id is not None:
+        return ClaimedKey(record_id)
     record = _find(user_id, key)
-    if record is not None:
-        if record.created_at >= utcnow() - _ttl():
-            return _answer(record, request_fingerprint)
-        db.session.delete(record)  # expired: the key starts over
-        db.session.flush()
-    record = IdempotencyRecord(user_id=user_id, key=key, fingerprint=request_fingerprint)
-    db.session.add(record)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        # A concurrent request with the same key committed first (PostgreSQL waited for
-        # it on the unique index). Nothing else was written yet: start over and answer it.
-        db.session.rollback()
-        record = _find(user_id, key)
-        if record is None:  # it was purged in between: vanishingly rare
-            raise Conflict("A request with this Idempotency-Key is in progress; retry shortly.") from None
+    if record is None:  # it was purged in between: vanishingly rare
+        raise Conflict("A request with this Idempotency-Key is in progress; retry shortly.")
+    if record.created_at >= utcnow() - _ttl():
         return _answer(record, request_fingerprint)
-    return record
+    db.session.delete(record)  # expired: the key starts over
+    db.session.flush()
+    record_id = _insert_new(user_id, key, request_fingerprint)
+    if record_id is None:  # a concurrent request re-claimed the expired key first
+        record = _find(user_id, key)
+        if record is None:
+            raise Conflict("A request with this Idempotency-Key is in progress; retry shortly.")
+        return _answer(record, request_fingerprint)
+    return ClaimedKey(record_id)
 
 
-def complete(record: IdempotencyRecord, status: int, body: dict) -> None:
+def complete(claimed: ClaimedKey, status: int, body: dict) -> None:
     """Store the answer in the record, in the same transaction as the work it answers."""
-    record.response_status = status
-    record.response_body = json.dumps(body, separators=(",", ":"))
+    db.session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.id == claimed.id)
+        .values(response_status=status, response_body=json.dumps(body, separators=(",", ":")))
+    )
 
 
 def purge_expired(now: datetime | None = None, batch: int = PURGE_BATCH) -> int:

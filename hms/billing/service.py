@@ -2,10 +2,12 @@
 
 Every change runs under a lock on the bill (ledger.lock_bill) and recomputes the totals
 from the item and payment rows in the same transaction, so concurrent payments can never
-take a bill below zero due. Payments and refunds are append-only rows.
+take a bill below zero due (a payment or refund sums the rows once under the lock and
+adds its own amount). Payments and refunds are append-only rows.
 
 Reads load a bill with its items and its payments (and who received them) in a fixed
-number of statements, whatever the number of rows: a bill is 3, a page of bills 4.
+number of statements, whatever the number of rows: a bill is 3, a page of bills 4. A
+payment or refund answers the bill it locked with two more (its items, its payments).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, literal_column, or_, select
-from sqlalchemy.orm import load_only, selectinload
+from sqlalchemy.orm import joinedload, load_only, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hms.appointments.events import add_event
 from hms.appointments.models import Appointment
@@ -25,8 +28,8 @@ from hms.auth.models import User
 from hms.auth.service import Identity
 from hms.billing import idempotency
 from hms.billing.idempotency import StoredResponse
-from hms.billing.ledger import LineItem, add_line_items, lock_bill, open_bill, recompute_totals
-from hms.billing.models import PAID, PAYMENT, REFUND, VOID, Bill, Payment
+from hms.billing.ledger import LineItem, add_line_items, lock_bill, open_bill, recompute_totals, set_totals
+from hms.billing.models import PAID, PAYMENT, REFUND, VOID, Bill, BillItem, Payment
 from hms.billing.schemas import BillSchema
 from hms.core.fields import MONEY_MAX
 from hms.core.pagination import Page, paginate
@@ -75,6 +78,21 @@ def load_bill(bill_id: int) -> Bill:
     bill = db.session.scalar(stmt)
     if bill is None:
         raise NotFound("Bill not found.")
+    return bill
+
+
+def _with_rows(bill: Bill) -> Bill:
+    """A bill already loaded (and locked) in this transaction, with its items and its
+    payments (and who received them) loaded: two statements, the bill is not re-read."""
+    items = db.session.scalars(select(BillItem).where(BillItem.bill_id == bill.id).order_by(BillItem.id))
+    payments = db.session.scalars(
+        select(Payment)
+        .where(Payment.bill_id == bill.id)
+        .options(joinedload(Payment.received_by).options(load_only(User.id, User.name)))
+        .order_by(Payment.id)
+    )
+    set_committed_value(bill, "items", list(items))
+    set_committed_value(bill, "payments", list(payments))
     return bill
 
 
@@ -298,7 +316,8 @@ def _record_payment(bill: Bill, data: dict, identity: Identity) -> None:
             received_by_id=identity.id,
         )
     )
-    recompute_totals(bill)
+    # The rows were summed under the bill's lock: with this one added, paid grows by it.
+    set_totals(bill, total=total, paid=paid + data["amount"])
     if bill.appointment_id is not None:
         add_event(
             bill.appointment_id,
@@ -309,7 +328,7 @@ def _record_payment(bill: Bill, data: dict, identity: Identity) -> None:
 
 
 def _record_refund(bill: Bill, data: dict, identity: Identity) -> None:
-    _, paid = recompute_totals(bill)
+    total, paid = recompute_totals(bill)
     if bill.status == VOID:
         raise Conflict("A void bill has nothing to refund.")
     if data["amount"] > paid:
@@ -325,7 +344,7 @@ def _record_refund(bill: Bill, data: dict, identity: Identity) -> None:
             received_by_id=identity.id,
         )
     )
-    recompute_totals(bill)
+    set_totals(bill, total=total, paid=paid - data["amount"])
 
 
 @_rollback_on_error
@@ -350,7 +369,7 @@ def _move_money(
     bill = _locked(bill_id)
     work(bill, data, identity)
     db.session.flush()
-    body = BillSchema().dump(load_bill(bill_id))
+    body = BillSchema().dump(_with_rows(bill))
     if record is not None:
         idempotency.complete(record, 201, body)
     record_id = record.id if record is not None else None
