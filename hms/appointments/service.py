@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Date, bindparam, func, select, text, update
+from sqlalchemy import Date, bindparam, case, func, select, text, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hms.appointments.events import add_event
 from hms.appointments.models import (
@@ -50,6 +51,7 @@ MAX_DAYS_AHEAD = 365
 CONSULTATION_CATEGORY = "Consultation"
 HOSPITAL_FEE_CATEGORY = "Hospital fee"
 LEAVING = (COMPLETED, CANCELLED, NO_SHOW)
+ROOM_TAKEN = "Another patient is already in consultation with this doctor."
 
 # (from, to) -> the event recorded. Anything else is 409.
 TRANSITIONS: dict[tuple[str, str], str] = {
@@ -99,6 +101,10 @@ def _lock_queue(doctor_id: int, queue_date: date, *, take_token: bool = False) -
         db.session.execute(_CREATE_QUEUE_DAY, {"doctor_id": doctor_id, "queue_date": queue_date})
         row = db.session.execute(stmt).one()
     return row.last_token, row.version
+
+
+def _appointment_column(column, appointment_id: int):
+    return select(column).where(Appointment.id == appointment_id).scalar_subquery()
 
 
 def _after_queue_change(doctor_id: int, queue_date: date, version: int) -> None:
@@ -204,16 +210,32 @@ def change_status(appointment_id: int, status: str, reason: str | None, identity
     """Move an appointment along the status machine, re-numbering the queue, in one
     transaction. A doctor may only change their own appointments (403)."""
     with _unit_of_work():
-        key = db.session.execute(
-            select(Appointment.doctor_id, Appointment.appointment_date).where(
-                Appointment.id == appointment_id
+        # Usually one statement finds the appointment's queue and locks it; the day's row
+        # is missing only if the appointment came in some other way than a booking.
+        locked = db.session.execute(
+            update(QueueDay)
+            .where(
+                QueueDay.doctor_id == _appointment_column(Appointment.doctor_id, appointment_id),
+                QueueDay.queue_date == _appointment_column(Appointment.appointment_date, appointment_id),
             )
+            .values(version=QueueDay.version + 1)
+            .returning(QueueDay.doctor_id, QueueDay.queue_date, QueueDay.version)
         ).one_or_none()
-        if key is None:
-            raise NotFound(f"Appointment {appointment_id} not found.")
-        if identity.role == "doctor" and key.doctor_id != identity.id:
-            raise Forbidden("A doctor may only change their own appointments.")
-        _, version = _lock_queue(key.doctor_id, key.appointment_date)
+        if locked is not None:
+            doctor_id, queue_date, version = locked
+        else:
+            key = db.session.execute(
+                select(Appointment.doctor_id, Appointment.appointment_date).where(
+                    Appointment.id == appointment_id
+                )
+            ).one_or_none()
+            if key is None:
+                raise NotFound(f"Appointment {appointment_id} not found.")
+            doctor_id, queue_date, version = key.doctor_id, key.appointment_date, None
+        if identity.role == "doctor" and doctor_id != identity.id:
+            raise Forbidden("A doctor may only change their own appointments.")  # rolls back the lock
+        if version is None:
+            _, version = _lock_queue(doctor_id, queue_date)
         # Re-read under the lock: the loser of two racing changes sees the winner's status.
         appointment = db.session.scalars(
             select(Appointment)
@@ -222,7 +244,7 @@ def change_status(appointment_id: int, status: str, reason: str | None, identity
         ).one()
         _transition(appointment, status, identity.id, reason)
         result = appointment_dict(appointment)
-    _after_queue_change(key.doctor_id, key.appointment_date, version)
+    _after_queue_change(doctor_id, queue_date, version)
     return result
 
 
@@ -236,28 +258,35 @@ def call_next(doctor_id: int, identity: Identity) -> dict:
     today = clinic_today()
     with _unit_of_work():
         _, version = _lock_queue(doctor_id, today)
-        in_room = db.session.scalars(
+        # One statement for both: the patient in the room sorts first, then the line.
+        head = db.session.scalars(
             select(Appointment)
-            .where(*_active(doctor_id, today), Appointment.status == IN_CONSULTATION)
+            .where(*_active(doctor_id, today))
+            .order_by(case((Appointment.status == IN_CONSULTATION, 0), else_=1), Appointment.queue_position)
+            .limit(2)
             .execution_options(populate_existing=True)
-        ).first()
+        ).all()
+        in_room = head[0] if head and head[0].status == IN_CONSULTATION else None
+        if len(head) == 2 and head[1].status == IN_CONSULTATION:
+            raise Conflict(ROOM_TAKEN)  # two in the room: nobody can be called in
+        first_waiting = next((row for row in head if row.status == WAITING), None)
         if in_room is not None:
+            left_from = in_room.queue_position
             _transition(in_room, COMPLETED, identity.id, None)
-        first_waiting = db.session.scalars(
-            select(Appointment)
-            .where(*_active(doctor_id, today), Appointment.status == WAITING)
-            .order_by(Appointment.queue_position)
-            .limit(1)
-            .execution_options(populate_existing=True)
-        ).first()
+            if first_waiting is not None and first_waiting.queue_position > left_from:
+                # The completion moved everyone behind the room up one, in the database.
+                set_committed_value(first_waiting, "queue_position", first_waiting.queue_position - 1)
         if first_waiting is None:
             raise Conflict("Nobody is waiting in this queue.")
-        _transition(first_waiting, IN_CONSULTATION, identity.id, None)
+        # The room is free: emptied just now, or nobody was in it (read under the lock).
+        _transition(first_waiting, IN_CONSULTATION, identity.id, None, room_free=True)
     _after_queue_change(doctor_id, today, version)
     return queue_snapshot(doctor_id, today, masked=False)
 
 
-def _transition(appointment: Appointment, target: str, actor_id: int, reason: str | None) -> None:
+def _transition(
+    appointment: Appointment, target: str, actor_id: int, reason: str | None, *, room_free: bool = False
+) -> None:
     """Apply one status change under the queue lock: times, positions and the event.
 
     Positions: entering the room moves the patient to the front (position 1; those
@@ -276,13 +305,17 @@ def _transition(appointment: Appointment, target: str, actor_id: int, reason: st
     now = utcnow()
     column = Appointment.__table__.c.queue_position
     if target == IN_CONSULTATION:
-        someone_in_room = db.session.scalar(
-            select(Appointment.id)
-            .where(*_active(doctor_id, queue_date), Appointment.status == IN_CONSULTATION)
-            .limit(1)
+        someone_in_room = (
+            None
+            if room_free
+            else db.session.scalar(
+                select(Appointment.id)
+                .where(*_active(doctor_id, queue_date), Appointment.status == IN_CONSULTATION)
+                .limit(1)
+            )
         )
         if someone_in_room is not None:
-            raise Conflict("Another patient is already in consultation with this doctor.")
+            raise Conflict(ROOM_TAKEN)
         _shift_positions(doctor_id, queue_date, +1, column < old_position)
         appointment.queue_position = 1
         appointment.entry_time = now
