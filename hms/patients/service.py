@@ -80,6 +80,10 @@ def register_patient(data: dict) -> Patient:
     _settle_age(changes, None, None)
     patient = Patient(mrn=format_mrn(next_value(MRN_COUNTER)), **changes)
     db.session.add(patient)
+    db.session.flush()
+    # Every column is known once the row is inserted (id from RETURNING, timestamps set
+    # in Python): detached before COMMIT, the answer is not expired and re-read.
+    db.session.expunge(patient)
     db.session.commit()
     return patient
 

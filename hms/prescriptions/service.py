@@ -2,13 +2,16 @@
 
 A prescription, its items and the PRESCRIPTION_ADDED event are one transaction. Reads
 load a prescription with its items, medicines and instructions in a fixed number of
-statements (one for the prescriptions, one for all their items with both joins).
+statements (one for the prescriptions, one for all their items with both joins). Writing
+one answers what it wrote (the medicines and instructions read to check them), without
+reading it back.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import joinedload, load_only, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hms.appointments.events import add_event
 from hms.appointments.models import COMPLETED, IN_CONSULTATION, Appointment
@@ -61,26 +64,39 @@ def _unknown(index: int, field: str, what: str) -> ValidationFailed:
     return ValidationFailed(message, errors={"json": {"items": {str(index): {field: [message]}}}})
 
 
-def _check_references(items: list[dict]) -> None:
-    """Every medicine and instruction exists: one query each, whatever the number of items."""
+def _references(items: list[dict]) -> tuple[dict, dict]:
+    """Every medicine and instruction exists: one query each, whatever the number of items.
+    Returns them by id ({id: Medicine}, {id: MedicineInstruction}) with the columns an
+    answer shows."""
     medicine_ids = {item["medicine_id"] for item in items}
     instruction_ids = {item["instruction_id"] for item in items if item.get("instruction_id") is not None}
-    known_medicines = set(db.session.scalars(select(Medicine.id).where(Medicine.id.in_(medicine_ids))))
-    known_instructions = (
-        set(
-            db.session.scalars(
-                select(MedicineInstruction.id).where(MedicineInstruction.id.in_(instruction_ids))
-            )
+    medicines = {
+        medicine.id: medicine
+        for medicine in db.session.scalars(
+            select(Medicine)
+            .where(Medicine.id.in_(medicine_ids))
+            .options(load_only(Medicine.id, Medicine.name, Medicine.strength, Medicine.form))
         )
+    }
+    instructions = (
+        {
+            instruction.id: instruction
+            for instruction in db.session.scalars(
+                select(MedicineInstruction)
+                .where(MedicineInstruction.id.in_(instruction_ids))
+                .options(load_only(MedicineInstruction.id, MedicineInstruction.text))
+            )
+        }
         if instruction_ids
-        else set()
+        else {}
     )
     for index, item in enumerate(items):
-        if item["medicine_id"] not in known_medicines:
+        if item["medicine_id"] not in medicines:
             raise _unknown(index, "medicine_id", "medicine")
         instruction_id = item.get("instruction_id")
-        if instruction_id is not None and instruction_id not in known_instructions:
+        if instruction_id is not None and instruction_id not in instructions:
             raise _unknown(index, "instruction_id", "medicine instruction")
+    return medicines, instructions
 
 
 def create_prescription(appointment_id: int, data: dict, identity: Identity) -> Prescription:
@@ -100,7 +116,7 @@ def create_prescription(appointment_id: int, data: dict, identity: Identity) -> 
             raise InvalidState(
                 f"Prescriptions are written while IN_CONSULTATION or COMPLETED, not {appointment.status}."
             )
-        _check_references(data["items"])
+        medicines, instructions = _references(data["items"])
         prescription = Prescription(
             appointment_id=appointment.id,
             doctor_id=identity.id,
@@ -109,7 +125,7 @@ def create_prescription(appointment_id: int, data: dict, identity: Identity) -> 
         )
         db.session.add(prescription)
         db.session.flush()
-        db.session.add_all(
+        items = [
             PrescriptionItem(
                 prescription_id=prescription.id,
                 medicine_id=item["medicine_id"],
@@ -120,7 +136,8 @@ def create_prescription(appointment_id: int, data: dict, identity: Identity) -> 
                 quantity=item["quantity"],
             )
             for item in data["items"]
-        )
+        ]
+        db.session.add_all(items)
         count = len(data["items"])
         add_event(
             appointment.id,
@@ -128,9 +145,16 @@ def create_prescription(appointment_id: int, data: dict, identity: Identity) -> 
             identity.id,
             description=f"Prescription {prescription.id} ({count} item{'s' if count != 1 else ''})",
         )
-        prescription_id = prescription.id
+        db.session.flush()
+        # The answer is what was just written, not read back: its items with their
+        # medicine and instruction, detached so that COMMIT does not expire them.
+        for item in items:
+            set_committed_value(item, "medicine", medicines[item.medicine_id])
+            set_committed_value(item, "instruction", instructions.get(item.instruction_id))
+        set_committed_value(prescription, "items", items)
+        db.session.expunge_all()
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
-    return get_prescription(prescription_id)
+    return prescription
