@@ -17,7 +17,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from flask import current_app
+from flask import current_app, g
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, load_only
@@ -187,6 +187,7 @@ def _account_changed(user_id: int) -> None:
 
 def forget_doctors() -> None:
     """Invalidate every cached doctor profile and list page (call after commit)."""
+    g.pop("_doctor_profiles", None)
     bump_generation(DOCTORS_CACHE_NAMESPACE)
 
 
@@ -241,14 +242,21 @@ def get_doctor_fees(doctor_id: int) -> dict | None:
 
 
 def doctor_profile(doctor_id: int) -> dict | None:
-    """The cached profile of a doctor (active or not), or None if there is no such doctor."""
+    """The cached profile of a doctor (active or not), or None if there is no such doctor.
+
+    Read once per request: a request that needs it twice (POST /next checks the doctor,
+    then builds the snapshot) pays the two cache round trips once."""
+    seen = g.setdefault("_doctor_profiles", {})
+    if doctor_id in seen:
+        return seen[doctor_id]
     key = f"doctors:{generation(DOCTORS_CACHE_NAMESPACE)}:id:{doctor_id}"
 
     def load() -> dict | None:
         user = db.session.scalar(_doctor_select().where(User.id == doctor_id))
         return _profile(user) if user is not None else None
 
-    return cached(key, _cache_seconds(), load)
+    seen[doctor_id] = profile = cached(key, _cache_seconds(), load)
+    return profile
 
 
 def _doctor_select():

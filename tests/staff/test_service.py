@@ -121,3 +121,22 @@ def test_update_staff_rejects_a_caller_disabled_meanwhile(app, make_user):
         from hms.extensions import db
 
         assert db.session.get(User, first.id).active is True
+
+
+def test_one_context_reads_a_profile_once_and_forgets_it_on_a_write(app, make_user):
+    """POST /next needs the doctor twice: the second read costs no cache round trip,
+    and a staff write in the same context is seen by the next read."""
+    from unittest import mock
+
+    from hms.staff import service
+    from hms.staff.service import get_doctor_fees, update_staff
+
+    admin = make_user("admin")
+    doc = make_user("doctor", consultation_fee="100.00")
+    with app.app_context():
+        with mock.patch.object(service, "cached", wraps=service.cached) as lookups:
+            assert get_doctor_fees(doc.id)["consultation_fee"] == "100.00"
+            assert get_doctor_fees(doc.id)["consultation_fee"] == "100.00"
+            assert lookups.call_count == 1
+        update_staff(doc.id, {"consultation_fee": 300}, admin_identity(admin))
+        assert get_doctor_fees(doc.id)["consultation_fee"] == "300.00"
