@@ -2,8 +2,18 @@
 
 Contract used by the appointments domain: after a transaction that changed a doctor's
 queue has COMMITTED, call `notify_queue_changed(doctor_id, queue_date, version)`.
-The message is tiny ({doctor_id, date, version}); every open stream of that doctor then
-fetches the (cached) snapshot itself and sends it.
+The message is {doctor_id, date, version}; every open stream of that doctor then sends
+the snapshot of at least that version, built once per worker process (SnapshotMemo).
+
+With Redis, the message also carries the encoded events themselves (full and masked)
+when the change is to today's queue and some stream of that doctor is open anywhere
+(its lease set exists): the publisher builds the snapshot once, right after its commit
+(from the cache it has just invalidated, so from the database; the request that made
+the change then usually reads it back from the cache), and no worker builds anything,
+however many there are. Each worker keeps the event in its memo if it is newer than
+the one it has, and its streams write those bytes. A message without them (nobody was
+watching, the build failed, another date, the in-process broker) makes the streams
+build as before.
 
 Two brokers behind one interface:
 - `InProcessBroker` for the embedded default (one worker): delivery is a function call.
@@ -40,6 +50,8 @@ from datetime import date
 import redis
 from flask import Flask, current_app, has_app_context
 
+from hms.realtime.snapshots import Encoded, SnapshotMemo, format_event
+
 log = logging.getLogger(__name__)
 EXTENSION_KEY = "hms.realtime.broker"
 # Every broker built in this process, for the shutdown drain (see gunicorn.conf.py).
@@ -68,8 +80,11 @@ class Subscription:
     merge into one pending wakeup (highest version per date), so it sends the latest
     snapshot once instead of every intermediate one."""
 
-    def __init__(self, doctor_id: int):
+    __slots__ = ("doctor_id", "masked", "_cond", "_pending", "_closed")
+
+    def __init__(self, doctor_id: int, masked: bool = False):
         self.doctor_id = doctor_id
+        self.masked = masked
         self._cond = threading.Condition(threading.Lock())
         self._pending: Wakeup | None = None
         self._closed = False
@@ -121,8 +136,8 @@ class SubscriberRegistry:
         self._by_doctor: dict[int, set[Subscription]] = {}
         self.closed = False
 
-    def add(self, doctor_id: int) -> Subscription:
-        subscription = Subscription(doctor_id)
+    def add(self, doctor_id: int, masked: bool = False) -> Subscription:
+        subscription = Subscription(doctor_id, masked)
         with self._lock:
             if self.closed:
                 subscription.close()
@@ -143,6 +158,11 @@ class SubscriberRegistry:
         for subscription in subscribers:
             subscription.deliver(queue_date, version)
         return len(subscribers)
+
+    def variants(self, doctor_id: int) -> set[bool]:
+        """The forms (masked or not) this process's streams of a doctor send."""
+        with self._lock:
+            return {s.masked for s in self._by_doctor.get(doctor_id, ())}
 
     def _everyone(self) -> list[Subscription]:
         with self._lock:
@@ -168,15 +188,21 @@ class SubscriberRegistry:
 class Broker(ABC):
     """Publish queue changes; hand out per-stream mailboxes."""
 
+    # Whether publish() sends the encoded events along (notify_queue_changed builds them).
+    carries_events = False
+
     def __init__(self) -> None:
         self.registry = SubscriberRegistry()
+        self.memo = SnapshotMemo()
         _brokers.add(self)
 
     @abstractmethod
-    def publish(self, doctor_id: int, queue_date: date, version: int) -> None: ...
+    def publish(self, doctor_id: int, queue_date: date, version: int, events: dict | None = None) -> None:
+        """`events`: {"version": the snapshot's, "full": event text, "masked": event
+        text} of a snapshot of at least `version`, built by the publisher; optional."""
 
-    def subscribe(self, doctor_id: int) -> Subscription:
-        return self.registry.add(doctor_id)
+    def subscribe(self, doctor_id: int, masked: bool = False) -> Subscription:
+        return self.registry.add(doctor_id, masked)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.registry.remove(subscription)
@@ -192,7 +218,7 @@ class Broker(ABC):
 class InProcessBroker(Broker):
     """The embedded default: one worker process, delivery is a function call."""
 
-    def publish(self, doctor_id: int, queue_date: date, version: int) -> None:
+    def publish(self, doctor_id: int, queue_date: date, version: int, events: dict | None = None) -> None:
         self.registry.deliver(doctor_id, queue_date.isoformat(), version)
 
 
@@ -200,6 +226,7 @@ class RedisBroker(Broker):
     """Redis pub/sub shared by every worker and instance on the same Redis database."""
 
     CHANNEL_PREFIX = "hms:queue"
+    carries_events = True
     MAX_BACKOFF_SECONDS = 5.0
 
     def __init__(self, url: str, poll_seconds: float = 1.0):
@@ -239,8 +266,11 @@ class RedisBroker(Broker):
     def channel(self, doctor_id: int) -> str:
         return f"{self.channel_base}{doctor_id}"
 
-    def publish(self, doctor_id: int, queue_date: date, version: int) -> None:
-        message = json.dumps({"doctor_id": doctor_id, "date": queue_date.isoformat(), "version": version})
+    def publish(self, doctor_id: int, queue_date: date, version: int, events: dict | None = None) -> None:
+        payload = {"doctor_id": doctor_id, "date": queue_date.isoformat(), "version": version}
+        if events:
+            payload["events"] = events
+        message = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         try:
             self._client().publish(self.channel(doctor_id), message)
         except redis.RedisError:
@@ -251,8 +281,8 @@ class RedisBroker(Broker):
 
     # -- the one subscriber per process -------------------------------------------
 
-    def subscribe(self, doctor_id: int) -> Subscription:
-        subscription = super().subscribe(doctor_id)
+    def subscribe(self, doctor_id: int, masked: bool = False) -> Subscription:
+        subscription = super().subscribe(doctor_id, masked)
         self.ensure_subscriber()
         return subscription
 
@@ -327,7 +357,20 @@ class RedisBroker(Broker):
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring malformed queue message %r", message.get("data"))
             return
+        events = data.get("events")
+        if isinstance(events, dict):
+            self._keep_events(doctor_id, queue_date, events)
         self.registry.deliver(doctor_id, queue_date, version)
+
+    def _keep_events(self, doctor_id: int, queue_date: str, events: dict) -> None:
+        """Put the publisher's events in the memo, for the forms this worker's streams send."""
+        try:
+            version = int(events["version"])
+            for masked in self.registry.variants(doctor_id):
+                text = events["masked" if masked else "full"]
+                self.memo.offer((doctor_id, queue_date, masked), Encoded(version, queue_date, text.encode()))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            log.warning("ignoring malformed events of a queue message for doctor %s", doctor_id)
 
 
 class QueueBroker:
@@ -345,15 +388,55 @@ class QueueBroker:
         return (app or current_app).extensions[EXTENSION_KEY]
 
 
-def notify_queue_changed(doctor_id: int, queue_date: date, version: int) -> None:
-    """Announce a committed change of a doctor's queue. Never raises."""
+def notify_queue_changed(
+    doctor_id: int, queue_date: date, version: int, snapshot: dict | None = None
+) -> None:
+    """Announce a committed change of a doctor's queue. Never raises.
+
+    `snapshot`: the caller's own unmasked snapshot read after its commit, if it has one
+    (it is then not built again for the message)."""
     if not has_app_context() or EXTENSION_KEY not in current_app.extensions:
         log.warning("notify_queue_changed outside the app: doctor %s not announced", doctor_id)
         return
     try:
-        QueueBroker.get().publish(doctor_id, queue_date, version)
+        broker = QueueBroker.get()
+        events = (
+            _events_for_streams(doctor_id, queue_date, version, snapshot) if broker.carries_events else None
+        )
+        broker.publish(doctor_id, queue_date, version, events)
     except Exception:  # noqa: BLE001 - the booking is committed; a lost push must not fail it
         log.exception("queue change for doctor %s not announced", doctor_id)
+
+
+def _events_for_streams(
+    doctor_id: int, queue_date: date, version: int, snapshot: dict | None = None
+) -> dict | None:
+    """The encoded events (full and masked) of today's snapshot, if a stream of this
+    doctor is open anywhere; None otherwise or if the build fails (the streams build)."""
+    from hms.appointments.queue import mask_snapshot
+    from hms.appointments.service import queue_snapshot
+    from hms.core.time import clinic_today
+    from hms.realtime.limiter import StreamSlots
+
+    try:
+        if queue_date != clinic_today() or not StreamSlots.get().watched(doctor_id):
+            return None
+        if (
+            snapshot is None
+            or int(snapshot["version"]) < version
+            or snapshot["date"] != queue_date.isoformat()
+        ):
+            snapshot = queue_snapshot(doctor_id, queue_date, masked=False)
+        if int(snapshot["version"]) < version:
+            return None  # older than the change (not expected after its commit): let streams build
+        return {
+            "version": int(snapshot["version"]),
+            "full": format_event(snapshot),
+            "masked": format_event(mask_snapshot(snapshot)),
+        }
+    except Exception:  # noqa: BLE001 - the streams build it themselves
+        log.warning("queue events of doctor %s not built for the message", doctor_id, exc_info=True)
+        return None
 
 
 def close_all_streams() -> None:

@@ -4,9 +4,17 @@ Each open stream holds a lease. With Redis the leases of one doctor live in a so
 set scored by expiry time (Redis' own clock, so instances with skewed clocks agree);
 one Lua script drops the expired leases, counts the rest and adds the new one only
 below the limit, atomically, so the limit holds across every worker of every instance
-sharing that Redis. A stream renews its lease at each heartbeat and removes it when it
-ends; the leases of a crashed worker expire by themselves after LEASE_HEARTBEATS
-heartbeats.
+sharing that Redis. A stream removes its lease when it ends; releases that coincide
+(a worker stopping, a network blip) go out together in one pipelined round trip.
+
+Renewal is batched: each worker process keeps the leases of its open streams, and one
+background renewer (a greenlet under gevent, started with the first lease after the
+fork) renews all of them once per heartbeat in one Lua call per RENEW_BATCH leases,
+instead of one round trip per stream per heartbeat. The renewer stops when the process
+has no lease left. A renewal and a release never overlap (one lock around their round
+trips), so a lease released during a renewal is not re-added. A crashed worker's
+renewer dies with it, so its leases expire by themselves after LEASE_HEARTBEATS
+heartbeats, as before.
 
 When Redis is unreachable the limiter fails open to a per-process count (the same limit
 per worker): the waiting rooms keep their screens during an outage, and the worst case
@@ -22,7 +30,9 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
+import weakref
 from dataclasses import dataclass
 
 import redis
@@ -33,6 +43,10 @@ EXTENSION_KEY = "hms.realtime.slots"
 # A lease outlives this many missed heartbeats before it is considered dead.
 LEASE_HEARTBEATS = 3
 KEY_PREFIX = "hms-sse:leases:"
+# Leases renewed per Lua call: bounds how long one renewal keeps Redis busy.
+RENEW_BATCH = 1000
+# Every RedisSlots built in this process (tests stop their renewers between tests).
+_all_slots: weakref.WeakSet[RedisSlots] = weakref.WeakSet()
 
 _NOW_MS = """
 local t = redis.call('TIME')
@@ -66,6 +80,24 @@ redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
 """
     + _KEEP_KEY
     + """
+return 1
+"""
+)
+# KEYS: lease sets; ARGV: ttl in ms, then per key its number of lease ids and the ids.
+# Like RENEW_LUA for many leases of many doctors at once.
+RENEW_MANY_LUA = (
+    _NOW_MS
+    + """
+local ttl = tonumber(ARGV[1])
+local at = 2
+for _, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[at])
+  for i = 1, n do
+    redis.call('ZADD', key, now + ttl, ARGV[at + i])
+  end
+  at = at + n + 1
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+end
 return 1
 """
 )
@@ -122,6 +154,10 @@ class InProcessSlots:
         with self._lock:
             return len(self._leases.get(doctor_id, ()))
 
+    def watched(self, doctor_id: int) -> bool:
+        """Whether a stream of this doctor is open."""
+        return self.count(doctor_id) > 0
+
 
 class RedisSlots:
     """Leases in Redis, shared by every worker and instance on that Redis database."""
@@ -132,6 +168,17 @@ class RedisSlots:
         self._client: redis.Redis | None = None
         self._pid: int | None = None
         self._scripts: dict[str, redis.commands.core.Script] = {}
+        # This process's shared leases: lease id -> (lease, ttl in seconds).
+        self._held: dict[str, tuple[Lease, float]] = {}
+        self._held_lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
+        self._renewer_pid: int | None = None
+        self._stopped = threading.Event()
+        self.renewals = 0  # batched renewal calls made (tests, diagnostics)
+        self._to_release: list[Lease] = []
+        self._io_lock = threading.Lock()  # renewals and releases take turns in Redis
+        self._releasing = False
+        _all_slots.add(self)
 
     def _redis(self) -> redis.Redis:
         if self._client is None or self._pid != os.getpid():
@@ -139,7 +186,12 @@ class RedisSlots:
             self._pid = os.getpid()
             self._scripts = {
                 name: self._client.register_script(lua)
-                for name, lua in (("acquire", ACQUIRE_LUA), ("renew", RENEW_LUA), ("count", COUNT_LUA))
+                for name, lua in (
+                    ("acquire", ACQUIRE_LUA),
+                    ("renew", RENEW_LUA),
+                    ("renew_many", RENEW_MANY_LUA),
+                    ("count", COUNT_LUA),
+                )
             }
         return self._client
 
@@ -160,9 +212,90 @@ class RedisSlots:
         except redis.RedisError:
             log.warning("stream limit: Redis unavailable, counting doctor %s in this process", doctor_id)
             return self.local.acquire(doctor_id, limit, ttl_seconds)
-        return Lease(doctor_id, lease_id, shared=True) if granted else None
+        if not granted:
+            return None
+        lease = Lease(doctor_id, lease_id, shared=True)
+        self._hold(lease, ttl_seconds)
+        return lease
+
+    # -- batched renewal ------------------------------------------------------------
+
+    def _hold(self, lease: Lease, ttl_seconds: float) -> None:
+        """Renew this lease with the process's others until it is released."""
+        with self._held_lock:
+            self._held[lease.lease_id] = (lease, ttl_seconds)
+            pid = os.getpid()
+            if self._renewer is not None and self._renewer_pid == pid and self._renewer.is_alive():
+                return
+            self._stopped.clear()
+            self._renewer_pid = pid
+            self._renewer = threading.Thread(target=self._renew_loop, name="hms-lease-renewer", daemon=True)
+            self._renewer.start()
+
+    def held(self) -> int:
+        """Leases this process renews."""
+        with self._held_lock:
+            return len(self._held)
+
+    def _renew_loop(self) -> None:
+        while True:
+            with self._held_lock:
+                if not self._held or self._stopped.is_set():
+                    self._renewer = None
+                    return
+                interval = min(ttl for _, ttl in self._held.values()) / LEASE_HEARTBEATS
+            if self._stopped.wait(interval):
+                with self._held_lock:
+                    self._renewer = None
+                return
+            self.renew_all()
+
+    def renew_all(self) -> int:
+        """Renew every lease this process holds: one Lua call per RENEW_BATCH leases.
+
+        Returns how many were renewed (0 when Redis is unavailable: they are tried again
+        at the next tick, and expire if Redis stays away longer than their TTL)."""
+        with self._io_lock:
+            return self._renew_held()
+
+    def _renew_held(self) -> int:
+        with self._held_lock:
+            held = list(self._held.values())
+        groups: dict[float, dict[str, list[str]]] = {}
+        for lease, ttl in held:
+            groups.setdefault(ttl, {}).setdefault(self.key(lease.doctor_id), []).append(lease.lease_id)
+        renewed = 0
+        started = time.monotonic()
+        try:
+            for ttl, by_key in groups.items():
+                keys, args, count = [], [int(ttl * 1000)], 0
+                for key, lease_ids in by_key.items():
+                    keys.append(key)
+                    args += [len(lease_ids), *lease_ids]
+                    count += len(lease_ids)
+                    if count >= RENEW_BATCH:
+                        self._script("renew_many")(keys=keys, args=args)
+                        renewed, keys, args, count = renewed + count, [], [int(ttl * 1000)], 0
+                if keys:
+                    self._script("renew_many")(keys=keys, args=args)
+                    renewed += count
+        except redis.RedisError:
+            log.info("stream leases not renewed: Redis unavailable; retrying at the next heartbeat")
+        self.renewals += 1
+        log.debug("renewed %s stream leases in %.1f ms", renewed, 1000 * (time.monotonic() - started))
+        return renewed
+
+    def stop(self) -> None:
+        """Stop renewing (tests; what a crash does). The leases stay until they expire."""
+        self._stopped.set()
+        renewer = self._renewer
+        if renewer is not None and self._renewer_pid == os.getpid():
+            renewer.join(timeout=5)
+        with self._held_lock:
+            self._held.clear()
 
     def renew(self, lease: Lease, ttl_seconds: float) -> None:
+        """Renew one lease now (the batched renewer does this for every held lease)."""
         if not lease.shared:
             return
         try:
@@ -176,10 +309,48 @@ class RedisSlots:
         if not lease.shared:
             self.local.release(lease)
             return
+        with self._held_lock:
+            self._held.pop(lease.lease_id, None)
+            self._to_release.append(lease)
+            if self._releasing:
+                return  # the release in flight takes this one too, in its next round trip
+            self._releasing = True
+        # Group commit: this caller removes its lease, and every lease released meanwhile
+        # by other streams (a worker shutting down, a network blip: thousands at once),
+        # in one pipelined round trip per round, instead of one connection each.
         try:
-            self._redis().zrem(self.key(lease.doctor_id), lease.lease_id)
+            while True:
+                with self._held_lock:
+                    batch, self._to_release = self._to_release, []
+                    if not batch:
+                        self._releasing = False
+                        return
+                self._remove(batch)
+        except BaseException:
+            with self._held_lock:
+                self._releasing = False
+            raise
+
+    def _remove(self, leases: list[Lease]) -> None:
+        by_key: dict[str, list[str]] = {}
+        for lease in leases:
+            by_key.setdefault(self.key(lease.doctor_id), []).append(lease.lease_id)
+        try:
+            with self._io_lock:
+                pipe = self._redis().pipeline(transaction=False)
+                for key, lease_ids in by_key.items():
+                    pipe.zrem(key, *lease_ids)
+                pipe.execute()
         except redis.RedisError:
-            log.info("stream lease %s not released (Redis unavailable); it will expire", lease.lease_id)
+            log.info("%s stream leases not released (Redis unavailable); they will expire", len(leases))
+
+    def watched(self, doctor_id: int) -> bool:
+        """Whether a stream of this doctor may be open on any worker: its lease set exists
+        (it expires with its last lease). False when Redis is unavailable."""
+        try:
+            return bool(self._redis().exists(self.key(doctor_id)))
+        except redis.RedisError:
+            return False
 
     def count(self, doctor_id: int) -> int:
         """Live shared leases of a doctor (plus this process's fallback ones)."""
@@ -201,3 +372,9 @@ class StreamSlots:
 
 def lease_ttl_seconds(heartbeat_seconds: float) -> float:
     return LEASE_HEARTBEATS * heartbeat_seconds
+
+
+def stop_all_renewers() -> None:
+    """Stop the lease renewers of every RedisSlots of this process (tests)."""
+    for slots in list(_all_slots):
+        slots.stop()

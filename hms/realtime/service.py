@@ -3,6 +3,10 @@
 Order matters: the mailbox is registered before the first snapshot is read, so no
 change can slip between the two; an unknown doctor is 404 and one stream over the
 limit is 429, both before any byte is streamed (and both give the mailbox back).
+
+The callables a stream keeps (snapshot loader, clinic date, account check) are shared by
+every stream of the same doctor and form, and of the same account, in a worker: an open
+stream costs no closures of its own.
 """
 
 from __future__ import annotations
@@ -19,13 +23,31 @@ from hms.errors import TooManyRequests
 from hms.extensions import db
 from hms.realtime.broker import QueueBroker
 from hms.realtime.limiter import StreamSlots, lease_ttl_seconds
-from hms.realtime.stream import QueueStream, SnapshotMemo
+from hms.realtime.stream import QueueStream
 
-MEMO_KEY = "hms.realtime.snapshots"
+CALLABLES_KEY = "hms.realtime.callables"
 # One identity check per account per second per worker, however many of its streams
 # beat at once (a clinic's screens often share one display account).
 IDENTITY_CHECK_SECONDS = 1.0
 _identity_checks: dict[tuple[int, int], tuple[float, bool]] = {}
+
+
+def _shared(app: Flask, key: tuple, make):
+    """One callable per key per app (bounded: cleared when it grows past 10,000)."""
+    callables = app.extensions.setdefault(CALLABLES_KEY, {})
+    made = callables.get(key)
+    if made is None:
+        if len(callables) > 10_000:
+            callables.clear()
+        made = callables[key] = make()
+    return made
+
+
+def _today(zone):
+    def today() -> str:
+        return datetime.now(zone).date().isoformat()
+
+    return today
 
 
 def _snapshot_loader(app: Flask, doctor_id: int, masked: bool):
@@ -77,12 +99,13 @@ def open_queue_stream(doctor_id: int, identity: Identity) -> QueueStream:
     heartbeat = float(config["SSE_HEARTBEAT_SECONDS"])
     broker = QueueBroker.get(app)
     slots = StreamSlots.get(app)
-    load = _snapshot_loader(app, doctor_id, masked)
+    load = _shared(app, ("load", doctor_id, masked), lambda: _snapshot_loader(app, doctor_id, masked))
+    today = _shared(app, ("today", str(zone)), lambda: _today(zone))
+    still_allowed = _shared(
+        app, ("allowed", identity.id, identity.token_epoch), lambda: _session_checker(app, identity)
+    )
 
-    def today() -> str:
-        return datetime.now(zone).date().isoformat()
-
-    subscription = broker.subscribe(doctor_id)
+    subscription = broker.subscribe(doctor_id, masked)
     try:
         # In the request's own session (a second one would wait on SQLite's write lock
         # that the first holds since authentication), given back before streaming.
@@ -111,10 +134,9 @@ def open_queue_stream(doctor_id: int, identity: Identity) -> QueueStream:
         slots=slots,
         load_snapshot=load,
         today=today,
-        still_allowed=_session_checker(app, identity),
-        memo=app.extensions.setdefault(MEMO_KEY, SnapshotMemo()),
+        still_allowed=still_allowed,
+        memo=broker.memo,
         heartbeat_seconds=heartbeat,
-        lease_ttl_seconds=lease_ttl_seconds(heartbeat),
         retry_ms=int(config["SSE_RETRY_MS"]),
     )
 

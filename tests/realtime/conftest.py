@@ -11,7 +11,7 @@ import time
 import pytest
 import redis
 
-from hms.realtime.limiter import KEY_PREFIX
+from hms.realtime.limiter import KEY_PREFIX, stop_all_renewers
 from tests.conftest import free_port
 
 
@@ -35,9 +35,11 @@ def redis_url() -> str:
 def _no_stale_leases():
     """Stream leases outlive a test only by accident; never let one leak into the next."""
     url = os.environ.get("TEST_REDIS_URL")
+    stop_all_renewers()  # an earlier test's renewer would re-add its leases
     if url:
         _drop_leases(url)
     yield
+    stop_all_renewers()
     if url:
         _drop_leases(url)
 

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from hms.realtime.broker import InProcessBroker, QueueBroker, RedisBroker, notify_queue_changed
+from hms.realtime.snapshots import format_event
 
 DAY = date(2026, 11, 28)
 
@@ -261,3 +262,82 @@ def test_redis_subscriber_restarts_after_fork(redis_broker):
             pytest.fail("the forked process hung")
         time.sleep(0.05)
     assert os.waitstatus_to_exitcode(waited[1]) == 0
+
+
+def test_redis_message_events_feed_the_memo_of_every_worker(redis_broker):
+    publisher, listener = redis_broker(), redis_broker()  # two workers
+    masked_stream = listener.subscribe(31, masked=True)
+    assert listener.connected.wait(5)
+    masked_stream.wait(1)  # the first-connection recheck
+    full = format_event(
+        {"version": 6, "date": "2026-11-28", "entries": [{"patient": {"name": "Asha Kumar"}}]}
+    )
+    masked = format_event(
+        {"version": 6, "date": "2026-11-28", "entries": [{"patient": {"initials": "A.K."}}]}
+    )
+    publisher.publish(31, DAY, 5, {"version": 6, "full": full, "masked": masked})
+    assert masked_stream.wait(2).changes == {"2026-11-28": 5}
+
+    def must_not_build():
+        raise AssertionError("built although the message carried the event")
+
+    encoded = listener.memo.get((31, "2026-11-28", True), must_not_build, min_version=5)
+    assert encoded.event == masked.encode() and encoded.version == 6
+    # Only the forms this worker's streams send are kept: no full-form stream here.
+    built = listener.memo.get((31, "2026-11-28", False), lambda: {"version": 6, "date": "2026-11-28"}, 5)
+    assert built.event != full.encode()
+    # An older event arriving late never replaces a newer one.
+    stale = format_event({"version": 4, "date": "2026-11-28", "entries": []})
+    publisher.publish(31, DAY, 4, {"version": 4, "full": stale, "masked": stale})
+    masked_stream.wait(2)
+    assert listener.memo.get((31, "2026-11-28", True), must_not_build, min_version=4).version == 6
+    # A malformed events part is ignored; the change still wakes the stream.
+    publisher.publish(31, DAY, 7, {"version": "x"})
+    assert masked_stream.wait(2).changes == {"2026-11-28": 7}
+
+
+def test_notify_carries_todays_events_only_while_a_stream_is_open(app, redis_url, doctor):
+    from hms.appointments.queue import mask_snapshot
+    from hms.appointments.service import queue_snapshot
+    from hms.core.time import clinic_today
+    from hms.realtime.limiter import StreamSlots
+
+    broker = QueueBroker.get(app)
+    if not isinstance(broker, RedisBroker):
+        pytest.skip("the events ride on Redis messages")
+    doctor_id = doctor.user.id
+    with app.app_context():
+        today = clinic_today()
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(broker.channel(doctor_id))
+
+    def next_message() -> dict:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            # (None also for the subscription's confirmation, which is skipped)
+            message = pubsub.get_message(timeout=0.5)
+            if message is not None:
+                return json.loads(message["data"])
+        raise AssertionError("no message")
+
+    try:
+        with app.app_context():
+            notify_queue_changed(doctor_id, today, 0)  # nobody watches: the tiny message
+            assert "events" not in next_message()
+            lease = StreamSlots.get(app).acquire(doctor_id, 5, 30)
+            notify_queue_changed(doctor_id, today, 0)
+            data = next_message()
+            snapshot = queue_snapshot(doctor_id, today, masked=False)
+            events = data["events"]
+            assert events["version"] == snapshot["version"]
+            for form, expected in (("full", snapshot), ("masked", mask_snapshot(snapshot))):
+                head, _, line = events[form].partition("data: ")
+                assert head == f"id: {snapshot['version']}\nevent: queue\n"
+                assert line.endswith("\n\n") and json.loads(line) == expected
+            notify_queue_changed(doctor_id, date(2030, 1, 2), 1)  # another date: no stream shows it
+            assert "events" not in next_message()
+            StreamSlots.get(app).release(lease)
+    finally:
+        pubsub.close()
+        client.close()

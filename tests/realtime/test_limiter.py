@@ -91,9 +91,59 @@ def test_redis_leases_of_a_crashed_worker_expire(redis_url):
     for _ in range(3):
         assert crashed.acquire(12, 3, ttl_seconds=0.6)
     assert alive.acquire(12, 3, 0.6) is None
+    time.sleep(0.45)
+    assert alive.acquire(12, 3, 0.6) is None  # renewed by the batch renewer meanwhile
+    crashed.stop()  # the worker dies, and its renewer with it
     time.sleep(0.8)  # nobody renews the crashed worker's leases
     assert alive.acquire(12, 3, 0.6) is not None
     assert alive.count(12) == 1
+
+
+def test_redis_batched_renewal_keeps_every_lease_of_the_process_alive(redis_url):
+    slots, other = RedisSlots(redis_url), RedisSlots(redis_url)
+    leases = [slots.acquire(doctor, 5, ttl_seconds=0.6) for doctor in (21, 22, 23) for _ in range(5)]
+    assert all(lease.shared for lease in leases) and slots.held() == 15
+    time.sleep(1.5)  # 2.5 TTLs: alive only if renewed
+    assert [other.count(doctor) for doctor in (21, 22, 23)] == [5, 5, 5]
+    assert other.acquire(22, 5, 0.6) is None
+    # One renewal call per heartbeat tick (TTL / 3) for all 15 leases, not one per lease.
+    assert 4 <= slots.renewals <= 10
+    assert slots.renew_all() == 15
+
+
+def test_redis_batched_renewal_spans_several_calls(redis_url, monkeypatch):
+    monkeypatch.setattr("hms.realtime.limiter.RENEW_BATCH", 4)
+    slots = RedisSlots(redis_url)
+    held = [slots.acquire(doctor, 5, ttl_seconds=30) for doctor in (24, 25, 26) for _ in range(3)]
+    calls = []  # the renewer's first tick is 10 s away: renew_all below is the only call
+    script = slots._script
+
+    def counting(name):
+        calls.append(name)
+        return script(name)
+
+    monkeypatch.setattr(slots, "_script", counting)
+    client = redis.Redis.from_url(redis_url)
+    keys = [RedisSlots.key(doctor) for doctor in (24, 25, 26)]
+    client.delete(*keys)  # as after a Redis restart: every lease is gone
+    assert slots.renew_all() == 9
+    assert calls == ["renew_many", "renew_many"]  # whole doctors, up to 4+ leases a call
+    assert [slots.count(doctor) for doctor in (24, 25, 26)] == [3, 3, 3]  # re-added
+    assert all(0 < client.pttl(key) <= 30_000 for key in keys)
+    for lease in held:
+        slots.release(lease)
+    assert slots.held() == 0
+    client.close()
+
+
+def test_redis_released_leases_are_no_longer_renewed(redis_url):
+    slots = RedisSlots(redis_url)
+    lease = slots.acquire(27, 2, ttl_seconds=0.6)
+    slots.release(lease)
+    assert slots.held() == 0 and slots.renew_all() == 0
+    assert slots.count(27) == 0
+    time.sleep(0.5)
+    assert slots._renewer is None  # the renewer stops with the process's last lease
 
 
 def test_redis_renewal_keeps_a_lease_alive(redis_url):
@@ -135,3 +185,61 @@ def test_redis_down_fails_open_to_a_local_count():
     slots.release(leases[0])
     assert slots.local.count(16) == 1
     assert slots.acquire(16, 2, 30) is not None
+
+
+def test_redis_releases_at_once_go_out_together(redis_url, monkeypatch):
+    slots = RedisSlots(redis_url)
+    leases = [slots.acquire(28, 30, ttl_seconds=30) for _ in range(20)]
+    removed_batches = []
+    remove = slots._remove
+
+    def slow_remove(batch):
+        removed_batches.append(len(batch))
+        time.sleep(0.2)  # a round trip under load: releases pile up meanwhile
+        remove(batch)
+
+    monkeypatch.setattr(slots, "_remove", slow_remove)
+    barrier = threading.Barrier(20)
+
+    def close(lease):
+        barrier.wait()
+        slots.release(lease)
+
+    threads = [threading.Thread(target=close, args=(lease,)) for lease in leases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    deadline = time.monotonic() + 3
+    while slots.count(28) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert slots.count(28) == 0 and slots.held() == 0
+    assert sum(removed_batches) == 20
+    assert len(removed_batches) <= 3  # not one round trip per lease
+
+
+def test_redis_a_lease_released_during_a_renewal_stays_released(redis_url, monkeypatch):
+    slots = RedisSlots(redis_url)
+    lease = slots.acquire(29, 2, ttl_seconds=30)
+    script = slots._script
+    in_renewal = threading.Event()
+
+    def slow_script(name):
+        run = script(name)
+        if name != "renew_many":
+            return run
+
+        def delayed(**kwargs):
+            in_renewal.set()
+            time.sleep(0.3)  # the release below happens while this renewal is on its way
+            return run(**kwargs)
+
+        return delayed
+
+    monkeypatch.setattr(slots, "_script", slow_script)
+    renewal = threading.Thread(target=slots.renew_all)
+    renewal.start()
+    assert in_renewal.wait(2)
+    slots.release(lease)
+    renewal.join()
+    assert slots.count(29) == 0  # the renewal did not bring it back
