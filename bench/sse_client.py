@@ -340,9 +340,12 @@ class DirectChanges:
 
     In an app context of HMS (same database and Redis as the server): one transaction
     that bumps the doctor's queue version, COMMIT, then what every service does after a
-    committed queue change: `invalidate_queue` and `notify_queue_changed`. The streams
-    then rebuild and send the snapshot as after any change. This isolates the fan-out
-    (pub/sub, snapshot rebuild, writes to the streams) from the cost of an API write."""
+    committed queue change: `invalidate_queue` and `notify_queue_changed`. As after any
+    change, `notify_queue_changed` builds the snapshot's events once in the publishing
+    process (here: this driver, so its CPU time includes that build) and sends them with
+    the message; the workers' streams write them. This isolates the fan-out (snapshot
+    build in the publisher, pub/sub, writes to the streams) from the cost of an API
+    write."""
 
     def __init__(self, env: dict):
         import os

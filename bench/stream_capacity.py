@@ -29,6 +29,11 @@ For each size and each system (HMS first, then the baseline on the same size):
    the size HMS's snapshots had in the same run). Per change and per stream of that
    doctor: the time until the first event whose id is >= the change's version.
 
+The clients share the machine with the servers: the readers' and the driver's CPU seconds
+are recorded (reader_cpu_seconds; driver_cpu_seconds per phase) to tell whether the client
+limits a figure. In the direct phases the driver also builds each change's snapshot
+events, as any publisher does (hms/realtime/broker.py), so that build is in its CPU.
+
 Latency is measured from the START of the change request (before it is written) to the
 arrival of the event, and also from the moment the answer was read. The commit happens
 between the two: "from start" is an upper bound of commit-to-client (it includes the
@@ -885,7 +890,8 @@ def render(result: dict) -> str:
         "over the doctors, each change reaching that doctor's 20 streams: HMS through the API at "
         f"{rates}/s (`POST /api/queue/<id>/next`); HMS direct at {direct_rates}/s (the driver commits a version "
         "bump itself and calls the app's `invalidate_queue` and `notify_queue_changed`, as a service does after "
-        "its commit: the fan-out without the cost of an API write); flask-sse through its publish route "
+        "its commit, which builds the snapshot's events once in the publisher, here the driver, and sends them "
+        "with the message: the fan-out without the cost of an API write); flask-sse through its publish route "
         "(`sse.publish` of a message the size of HMS's snapshots) at each of those rates. RSS per stream = growth of "
         "the workers' summed VmRSS from before the first stream to after all are open, over the streams held. "
         "Delivery = event arrival − start of the change request (includes the request's own work; the commit "
