@@ -50,9 +50,28 @@ def _new_tag(doctor_id: int, queue_date: date) -> str:
     return tag
 
 
-def invalidate_queue(doctor_id: int, queue_date: date) -> None:
-    """Call after COMMITTING any change to this doctor's queue on this date."""
-    _new_tag(doctor_id, queue_date)
+def invalidate_queue(
+    doctor_id: int, queue_date: date, snapshot: dict | None = None
+) -> EncodedSnapshot | None:
+    """Call after COMMITTING any change to this doctor's queue on this date.
+
+    `snapshot`: the unmasked snapshot the change's own transaction read just before
+    its commit, under the queue lock (so it is exactly the committed state). It is
+    cached under the new tag, and returned encoded."""
+    tag = _new_tag(doctor_id, queue_date)
+    if snapshot is None:
+        return None
+    encoded = EncodedSnapshot(_dumps(snapshot), snapshot)
+    cache_set(_snapshot_key(doctor_id, queue_date, masked=False), (tag, encoded.json), _cache_seconds())
+    return encoded
+
+
+def _snapshot_key(doctor_id: int, queue_date: date, masked: bool) -> str:
+    return f"queue:{doctor_id}:{queue_date.isoformat()}:{'masked' if masked else 'full'}"
+
+
+def _cache_seconds() -> int:
+    return current_app.config["QUEUE_CACHE_SECONDS"]
 
 
 # --- the snapshot -----------------------------------------------------------------------
@@ -93,15 +112,14 @@ def encoded_queue_snapshot(doctor_id: int, queue_date: date, masked: bool) -> En
     is never served after the write that replaced the tag. The cache holds the encoded
     text, so a hit is neither unpickled into objects nor encoded again.
     """
-    day = queue_date.isoformat()
     tag_key = _tag_key(doctor_id, queue_date)
-    full_key = f"queue:{doctor_id}:{day}:full"
-    masked_key = f"queue:{doctor_id}:{day}:masked"
+    full_key = _snapshot_key(doctor_id, queue_date, masked=False)
+    masked_key = _snapshot_key(doctor_id, queue_date, masked=True)
     tag, stored = cache_get_many(tag_key, masked_key if masked else full_key)
     if tag is not None and isinstance(stored, tuple) and stored[0] == tag:
         return EncodedSnapshot(stored[1])
     tag = tag or _new_tag(doctor_id, queue_date)
-    timeout = current_app.config["QUEUE_CACHE_SECONDS"]
+    timeout = _cache_seconds()
     snapshot = build_snapshot(doctor_id, queue_date)
     encoded = EncodedSnapshot(_dumps(snapshot), snapshot)
     cache_set(full_key, (tag, encoded.json), timeout)

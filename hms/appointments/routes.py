@@ -1,6 +1,6 @@
 """HTTP routes of the appointments domain: booking, status changes, reads and the queue."""
 
-from flask import current_app, jsonify
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -123,6 +123,12 @@ class PatientAppointmentsResource(MethodView):
         return queries.list_patient_appointments(patient_id, query["page"], query["limit"]).as_dict()
 
 
+def _snapshot_response(snapshot):
+    """The snapshot's JSON text, sent as is: not parsed and dumped through the schema
+    again on the hottest read of the system."""
+    return current_app.response_class(snapshot.json + "\n", mimetype="application/json")
+
+
 @blp.route("/queue/<id:doctor_id>")
 class QueueResource(MethodView):
     @allow(*ANY_ROLE)
@@ -134,9 +140,7 @@ class QueueResource(MethodView):
         """A doctor's queue on a date (default today)"""
         masked = current_identity().role == "display"
         snapshot = encoded_queue_snapshot(doctor_id, query.get("date") or clinic_today(), masked=masked)
-        # The snapshot is cached as its JSON text: sent as is, not parsed and dumped
-        # through the schema again on the hottest read of the system.
-        return current_app.response_class(snapshot.json + "\n", mimetype="application/json")
+        return _snapshot_response(snapshot)
 
 
 @blp.route("/queue/<id:doctor_id>/next")
@@ -147,4 +151,5 @@ class QueueNextResource(MethodView):
     @blp.alt_response(409, description="Nobody is waiting")
     def post(self, doctor_id):
         """Complete the patient in the room and call in the next one (today's queue)"""
-        return jsonify(service.call_next(doctor_id, current_identity()))
+        snapshot = service.call_next(doctor_id, current_identity())
+        return _snapshot_response(snapshot)

@@ -34,7 +34,7 @@ from hms.appointments.models import (
     QueueDay,
 )
 from hms.appointments.queries import appointment_dict
-from hms.appointments.queue import invalidate_queue, queue_snapshot
+from hms.appointments.queue import EncodedSnapshot, build_snapshot, invalidate_queue, queue_snapshot
 from hms.auth.service import Identity
 from hms.billing.ledger import LineItem, open_bill
 from hms.core.time import clinic_today, utcnow
@@ -107,10 +107,17 @@ def _appointment_column(column, appointment_id: int):
     return select(column).where(Appointment.id == appointment_id).scalar_subquery()
 
 
-def _after_queue_change(doctor_id: int, queue_date: date, version: int) -> None:
-    """After COMMIT: drop cached snapshots, then tell the live streams."""
-    invalidate_queue(doctor_id, queue_date)
-    notify_queue_changed(doctor_id, queue_date, version)
+def _after_queue_change(
+    doctor_id: int, queue_date: date, version: int, snapshot: dict | None = None
+) -> EncodedSnapshot | None:
+    """After COMMIT: drop cached snapshots, then tell the live streams.
+
+    `snapshot`: the new snapshot, if the change read it inside its transaction: it is
+    cached under the new tag, carried by the change's message (no second build), and
+    returned encoded."""
+    encoded = invalidate_queue(doctor_id, queue_date, snapshot)
+    notify_queue_changed(doctor_id, queue_date, version, snapshot)
+    return encoded
 
 
 def _active(doctor_id: int, queue_date: date):
@@ -248,9 +255,10 @@ def change_status(appointment_id: int, status: str, reason: str | None, identity
     return result
 
 
-def call_next(doctor_id: int, identity: Identity) -> dict:
+def call_next(doctor_id: int, identity: Identity) -> EncodedSnapshot:
     """Complete the patient in the room (if any) and call in the first WAITING one, in one
-    transaction; answer today's snapshot. 409 (and nothing changed) if nobody waits."""
+    transaction; answer today's snapshot (as sent: JSON text, `.data` parsed). 409 (and
+    nothing changed) if nobody waits."""
     if identity.role == "doctor" and doctor_id != identity.id:
         raise Forbidden("A doctor may only call the next patient of their own queue.")
     if get_doctor_fees(doctor_id) is None:
@@ -280,8 +288,9 @@ def call_next(doctor_id: int, identity: Identity) -> dict:
             raise Conflict("Nobody is waiting in this queue.")
         # The room is free: emptied just now, or nobody was in it (read under the lock).
         _transition(first_waiting, IN_CONSULTATION, identity.id, None, room_free=True)
-    _after_queue_change(doctor_id, today, version)
-    return queue_snapshot(doctor_id, today, masked=False)
+        # Read under the queue lock, just before the commit: exactly the committed state.
+        snapshot = build_snapshot(doctor_id, today)
+    return _after_queue_change(doctor_id, today, version, snapshot)
 
 
 def _transition(

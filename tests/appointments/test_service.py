@@ -219,7 +219,7 @@ def test_call_next_and_change_status_check_the_doctor(app, db, make_user):
         service.call_next(theirs.id, identity_of(mine))
     with pytest.raises(Forbidden):
         service.change_status(booked["id"], "IN_CONSULTATION", None, identity_of(mine))
-    snap = service.call_next(theirs.id, identity_of(theirs))
+    snap = service.call_next(theirs.id, identity_of(theirs)).data
     assert snap["in_consultation"]["appointment_id"] == booked["id"]
     # End this context's read transaction: on SQLite it holds the write lock, and the
     # helper reads in a context of its own.
