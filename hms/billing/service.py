@@ -42,6 +42,8 @@ from hms.reference.models import Category, Medicine, TestType
 F = TypeVar("F", bound=Callable[..., Any])
 DOCTOR = "doctor"
 PAYMENT_EVENT = "PAYMENT_RECEIVED"
+# One instance for every answer: a schema is built (its fields deep-copied) once.
+_BILL_SCHEMA = BillSchema()
 
 
 def _rollback_on_error(fn: F) -> F:
@@ -369,7 +371,7 @@ def _move_money(
     bill = _locked(bill_id)
     work(bill, data, identity)
     db.session.flush()
-    body = BillSchema().dump(_with_rows(bill))
+    body = _BILL_SCHEMA.dump(_with_rows(bill))
     if record is not None:
         idempotency.complete(record, 201, body)
     record_id = record.id if record is not None else None
