@@ -507,21 +507,25 @@ def render(result: dict) -> str:
         "baseline (`bench/hello_app.py`, same gunicorn settings): ratio = endpoint / hello.",
         "",
         "| scenario | load | requests | errors | req/s | p50 ms | p95 ms | p99 ms | hello req/s | hello p95 ms "
-        "| throughput ratio | p95 ratio | client CPU | aim | met |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| throughput ratio | p95 ratio | worker CPU ms/req (hello) | CPU ratio | client CPU | aim | met |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for entry in data["scenarios"].values():
         e, h = entry["endpoint"], entry["hello"]
         lines.append(
             f"| {entry['label']} | {entry.get('clients', settings['concurrency'])} | {e['requests']} | {e['errors']} | {e['rps']:.0f} | {_ms(e['p50_ms'])} "
             f"| {_ms(e['p95_ms'])} | {_ms(e['p99_ms'])} | {h['rps']:.0f} | {_ms(h['p95_ms'])} "
-            f"| {entry['throughput_ratio']} | {entry['p95_ratio']} | {e.get('client_cpu_percent')}% "
+            f"| {entry['throughput_ratio']} | {entry['p95_ratio']} "
+            f"| {e.get('server_cpu_ms_per_request', '-')} ({h.get('server_cpu_ms_per_request', '-')}) "
+            f"| {entry.get('cpu_ratio') or '-'} | {e.get('client_cpu_percent')}% "
             f"| {entry['aim']} | {'yes' if entry['aim_met'] else '**no**'} |"
         )
     lines.append("")
     lines.append(
         "Client CPU: CPU time of the load generator / wall time; it runs on the same cores as "
-        "the server, so near 100% means the client, not the server, set the pace. In a closed loop "
+        "the server, so near 100% means the client, not the server, set the pace. Worker CPU: CPU time "
+        "of the gunicorn workers during the measured window / requests completed in it; the CPU ratio "
+        "(endpoint / hello) is what a request costs, which other load on the machine barely moves. In a closed loop "
         "latency = clients / throughput (Little's law): a p95 under 50 ms with 50 clients needs well over "
         "1,000 bookings a second. The open-loop row sends bookings at a fixed rate instead, counting "
         "latency from each request's scheduled start."
