@@ -32,7 +32,8 @@ class Config:
     TOKEN_TTL_SECONDS = _int("TOKEN_TTL_SECONDS", 12 * 3600)
     # How long a worker trusts the account behind a token without asking the cache again:
     # an account change made through another worker or instance applies within this time.
-    IDENTITY_LOCAL_SECONDS = float(os.environ.get("IDENTITY_LOCAL_SECONDS", "2"))
+    # 0 (the default) keeps API.md's rule that a disabled account stops working at once.
+    IDENTITY_LOCAL_SECONDS = float(os.environ.get("IDENTITY_LOCAL_SECONDS", "0"))
     PASSWORD_HASH_METHOD = "scrypt"
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

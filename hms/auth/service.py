@@ -4,7 +4,10 @@ A token is signed (itsdangerous) and carries the user id and the account's token
 epoch. Changing the password or disabling the account bumps the epoch, so every token
 and session issued before stops working at the next request. The identity behind a
 token is read through the cache (invalidated after each account change), so checking
-a token costs no database query on the hot path.
+a token costs no database query on the hot path. With IDENTITY_LOCAL_SECONDS > 0 (default
+0) each worker process also keeps what it read that long, so a busy caller costs no cache
+round trip either; the worker that commits an account change forgets the account at
+once, the other workers and instances see the change only within that time.
 """
 
 from __future__ import annotations
