@@ -131,8 +131,8 @@ def encoded_queue_snapshot(doctor_id: int, queue_date: date, masked: bool) -> En
 
 
 def _dumps(snapshot: dict) -> str:
-    # The app's JSON provider: the same text jsonify() would send.
-    return current_app.json.dumps(snapshot)
+    # The app's JSON provider, compact: the text jsonify() sends outside debug mode.
+    return current_app.json.dumps(snapshot, separators=(",", ":"))
 
 
 def build_snapshot(doctor_id: int, queue_date: date) -> dict:
