@@ -59,19 +59,22 @@ def invalidate_queue(
     its commit, under the queue lock (so it is exactly the committed state). It is
     cached under the new tag, and returned encoded."""
     tag = _new_tag(doctor_id, queue_date)
-    if snapshot is None:
-        return None
-    encoded = EncodedSnapshot(_dumps(snapshot), snapshot)
-    cache_set(_snapshot_key(doctor_id, queue_date, masked=False), (tag, encoded.json), _cache_seconds())
-    return encoded
+    return _store(doctor_id, queue_date, tag, snapshot, masked=False) if snapshot is not None else None
 
 
 def _snapshot_key(doctor_id: int, queue_date: date, masked: bool) -> str:
     return f"queue:{doctor_id}:{queue_date.isoformat()}:{'masked' if masked else 'full'}"
 
 
-def _cache_seconds() -> int:
-    return current_app.config["QUEUE_CACHE_SECONDS"]
+def _store(doctor_id: int, queue_date: date, tag: str, snapshot: dict, masked: bool) -> EncodedSnapshot:
+    """Encode a snapshot (compact JSON, as jsonify sends it) and cache it under `tag`."""
+    encoded = EncodedSnapshot(current_app.json.dumps(snapshot, separators=(",", ":")), snapshot)
+    cache_set(
+        _snapshot_key(doctor_id, queue_date, masked),
+        (tag, encoded.json),
+        current_app.config["QUEUE_CACHE_SECONDS"],
+    )
+    return encoded
 
 
 # --- the snapshot -----------------------------------------------------------------------
@@ -112,27 +115,15 @@ def encoded_queue_snapshot(doctor_id: int, queue_date: date, masked: bool) -> En
     is never served after the write that replaced the tag. The cache holds the encoded
     text, so a hit is neither unpickled into objects nor encoded again.
     """
-    tag_key = _tag_key(doctor_id, queue_date)
-    full_key = _snapshot_key(doctor_id, queue_date, masked=False)
-    masked_key = _snapshot_key(doctor_id, queue_date, masked=True)
-    tag, stored = cache_get_many(tag_key, masked_key if masked else full_key)
+    tag, stored = cache_get_many(
+        _tag_key(doctor_id, queue_date), _snapshot_key(doctor_id, queue_date, masked)
+    )
     if tag is not None and isinstance(stored, tuple) and stored[0] == tag:
         return EncodedSnapshot(stored[1])
     tag = tag or _new_tag(doctor_id, queue_date)
-    timeout = _cache_seconds()
     snapshot = build_snapshot(doctor_id, queue_date)
-    encoded = EncodedSnapshot(_dumps(snapshot), snapshot)
-    cache_set(full_key, (tag, encoded.json), timeout)
-    if masked:
-        masked_snapshot = mask_snapshot(snapshot)
-        encoded = EncodedSnapshot(_dumps(masked_snapshot), masked_snapshot)
-        cache_set(masked_key, (tag, encoded.json), timeout)
-    return encoded
-
-
-def _dumps(snapshot: dict) -> str:
-    # The app's JSON provider, compact: the text jsonify() sends outside debug mode.
-    return current_app.json.dumps(snapshot, separators=(",", ":"))
+    encoded = _store(doctor_id, queue_date, tag, snapshot, masked=False)
+    return _store(doctor_id, queue_date, tag, mask_snapshot(snapshot), masked=True) if masked else encoded
 
 
 def build_snapshot(doctor_id: int, queue_date: date) -> dict:

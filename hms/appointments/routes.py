@@ -5,7 +5,6 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from hms.appointments import queries, service
-from hms.appointments.queue import encoded_queue_snapshot
 from hms.appointments.schemas import (
     AppointmentDetailSchema,
     AppointmentEventPageSchema,
@@ -139,7 +138,9 @@ class QueueResource(MethodView):
     def get(self, query, doctor_id):
         """A doctor's queue on a date (default today)"""
         masked = current_identity().role == "display"
-        snapshot = encoded_queue_snapshot(doctor_id, query.get("date") or clinic_today(), masked=masked)
+        snapshot = service.encoded_queue_snapshot(
+            doctor_id, query.get("date") or clinic_today(), masked=masked
+        )
         return _snapshot_response(snapshot)
 
 

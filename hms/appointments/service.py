@@ -9,7 +9,7 @@ After the commit, and only then, the cached snapshots are invalidated and the li
 streams notified.
 
 Reads live in hms.appointments.queries; the snapshot in hms.appointments.queue
-(`queue_snapshot` is re-exported here for the realtime domain).
+(`queue_snapshot` and `encoded_queue_snapshot` are re-exported here for the routes and the realtime domain).
 """
 
 from __future__ import annotations
@@ -34,7 +34,13 @@ from hms.appointments.models import (
     QueueDay,
 )
 from hms.appointments.queries import appointment_dict
-from hms.appointments.queue import EncodedSnapshot, build_snapshot, invalidate_queue, queue_snapshot
+from hms.appointments.queue import (
+    EncodedSnapshot,
+    build_snapshot,
+    encoded_queue_snapshot,
+    invalidate_queue,
+    queue_snapshot,
+)
 from hms.auth.service import Identity
 from hms.billing.ledger import LineItem, open_bill
 from hms.core.time import clinic_today, utcnow
@@ -45,7 +51,7 @@ from hms.realtime.broker import notify_queue_changed
 from hms.reference.models import Category
 from hms.staff.service import get_doctor_fees
 
-__all__ = ["book_appointment", "call_next", "change_status", "queue_snapshot"]
+__all__ = ["book_appointment", "call_next", "change_status", "encoded_queue_snapshot", "queue_snapshot"]
 
 MAX_DAYS_AHEAD = 365
 CONSULTATION_CATEGORY = "Consultation"

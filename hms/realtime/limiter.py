@@ -70,21 +70,8 @@ redis.call('ZADD', KEYS[1], now + ttl, ARGV[3])
 return {1, count + 1}
 """
 )
-# ARGV: ttl in ms, lease id. Re-adds a lease lost with a Redis restart: a stream that
-# was admitted stays counted.
-RENEW_LUA = (
-    _NOW_MS
-    + """
-local ttl = tonumber(ARGV[1])
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
-"""
-    + _KEEP_KEY
-    + """
-return 1
-"""
-)
 # KEYS: lease sets; ARGV: ttl in ms, then per key its number of lease ids and the ids.
-# Like RENEW_LUA for many leases of many doctors at once.
+# Re-adds a lease lost with a Redis restart: a stream that was admitted stays counted.
 RENEW_MANY_LUA = (
     _NOW_MS
     + """
@@ -139,9 +126,6 @@ class InProcessSlots:
             held.add(lease.lease_id)
             return lease
 
-    def renew(self, lease: Lease, ttl_seconds: float) -> None:
-        """Nothing to renew: a process's own leases die with it."""
-
     def release(self, lease: Lease) -> None:
         with self._lock:
             held = self._leases.get(lease.doctor_id)
@@ -188,7 +172,6 @@ class RedisSlots:
                 name: self._client.register_script(lua)
                 for name, lua in (
                     ("acquire", ACQUIRE_LUA),
-                    ("renew", RENEW_LUA),
                     ("renew_many", RENEW_MANY_LUA),
                     ("count", COUNT_LUA),
                 )
@@ -293,17 +276,6 @@ class RedisSlots:
             renewer.join(timeout=5)
         with self._held_lock:
             self._held.clear()
-
-    def renew(self, lease: Lease, ttl_seconds: float) -> None:
-        """Renew one lease now (the batched renewer does this for every held lease)."""
-        if not lease.shared:
-            return
-        try:
-            self._script("renew")(
-                keys=[self.key(lease.doctor_id)], args=[int(ttl_seconds * 1000), lease.lease_id]
-            )
-        except redis.RedisError:
-            log.debug("stream lease %s not renewed: Redis unavailable", lease.lease_id)
 
     def release(self, lease: Lease) -> None:
         if not lease.shared:

@@ -28,8 +28,6 @@ from hms.realtime.broker import Broker, Subscription, Wakeup
 from hms.realtime.limiter import InProcessSlots, Lease, RedisSlots
 from hms.realtime.snapshots import Encoded, SnapshotMemo, format_event
 
-__all__ = ["CLOSING", "PING", "QueueStream", "SnapshotMemo", "format_event", "sse_response"]
-
 log = logging.getLogger(__name__)
 PING = b": ping\n\n"
 CLOSING = b": server restarting, reconnect\n\n"
@@ -168,7 +166,7 @@ class QueueStream:
                 if wakeup is None:
                     continue
                 if wakeup.closed:
-                    self._closed_by_server()
+                    self.close()  # CLOSING is the last chunk: the next call ends the stream
                     return CLOSING
             day = self.today()
             if not wakeup.recheck and day not in wakeup.changes:
@@ -184,10 +182,6 @@ class QueueStream:
             if wakeup.force or encoded.version != self._sent_version or encoded.date != self._sent_date:
                 self._sent_version, self._sent_date = encoded.version, encoded.date
                 return encoded.event
-
-    def _closed_by_server(self) -> None:
-        # CLOSING is the last chunk: the next call ends the stream.
-        self.close()
 
 
 def sse_response(stream: QueueStream) -> Response:

@@ -151,7 +151,7 @@ def test_redis_renewal_keeps_a_lease_alive(redis_url):
     lease = slots.acquire(13, 1, ttl_seconds=0.6)
     for _ in range(4):
         time.sleep(0.3)
-        slots.renew(lease, 0.6)
+        slots.renew_all()
     assert slots.acquire(13, 1, 0.6) is None  # still held after 1.2 s, twice its TTL
     slots.release(lease)
     assert slots.acquire(13, 1, 0.6) is not None
@@ -168,11 +168,11 @@ def test_redis_lease_set_expires_with_its_last_lease(redis_url):
 
 def test_redis_renewal_readds_a_lease_lost_with_a_restart(private_redis):
     slots = RedisSlots(private_redis.url)
-    lease = slots.acquire(15, 2, ttl_seconds=30)
+    slots.acquire(15, 2, ttl_seconds=30)
     private_redis.stop()
     private_redis.start()  # no persistence: every lease is gone
     assert slots.count(15) == 0
-    slots.renew(lease, 30)
+    slots.renew_all()
     assert slots.count(15) == 1  # an admitted stream stays counted
 
 
@@ -181,7 +181,7 @@ def test_redis_down_fails_open_to_a_local_count():
     leases = [slots.acquire(16, 2, 30) for _ in range(3)]
     assert leases[0] and leases[1] and leases[2] is None
     assert not leases[0].shared
-    slots.renew(leases[0], 30)  # no error
+    assert slots.renew_all() == 0  # a local lease: nothing shared to renew, no error
     slots.release(leases[0])
     assert slots.local.count(16) == 1
     assert slots.acquire(16, 2, 30) is not None

@@ -10,7 +10,8 @@ import pytest
 
 from hms.realtime.broker import InProcessBroker
 from hms.realtime.limiter import InProcessSlots
-from hms.realtime.stream import CLOSING, PING, QueueStream, SnapshotMemo, format_event
+from hms.realtime.snapshots import SnapshotMemo, format_event
+from hms.realtime.stream import CLOSING, PING, QueueStream
 
 DAY = date(2026, 11, 28)
 
