@@ -46,6 +46,30 @@ if control_socket is None:
     del control_socket
 
 
+def _gc_thresholds(value: str) -> tuple[int, int, int] | None:
+    """GC_THRESHOLDS="g0,g1,g2" (Python's own: 700,10,10), or "python" to keep Python's."""
+    if value.strip().lower() == "python":
+        return None
+    try:
+        numbers = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        numbers = ()
+    if len(numbers) != 3 or min(numbers) < 1:
+        raise SystemExit(f"GC_THRESHOLDS must be three positive integers like 50000,20,100, not {value!r}")
+    return numbers
+
+
+# Python's cyclic garbage collector, tuned for a worker that holds thousands of streams.
+# With Python's thresholds (700,10,10) a worker busy with requests ran a full collection
+# every few seconds, each walking every object of every open stream: with 5,000 streams
+# per worker that was 8% of its CPU and pauses of up to 290 ms, during which no stream
+# was written and no request answered (bench.stream_capacity, BENCHMARKS.md). Larger
+# thresholds let request garbage die by reference counting before a collection ever
+# looks at it, and gc.freeze() (after the app is loaded) keeps the imported modules out
+# of every collection. Objects in reference cycles are still collected, later.
+gc_thresholds = _gc_thresholds(os.environ.get("GC_THRESHOLDS", "50000,20,100"))
+
+
 def when_ready(server):
     host, _, port = bind.rpartition(":")
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
@@ -68,3 +92,9 @@ def post_worker_init(worker):
         close_all_streams()
 
     gevent.spawn(drain_streams_on_shutdown)
+
+    if gc_thresholds is not None:
+        import gc
+
+        gc.freeze()  # everything loaded so far (modules, the app) lives as long as the worker
+        gc.set_threshold(*gc_thresholds)
