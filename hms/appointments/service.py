@@ -286,7 +286,8 @@ def call_next(doctor_id: int, identity: Identity) -> EncodedSnapshot:
         first_waiting = next((row for row in head if row.status == WAITING), None)
         if in_room is not None:
             left_from = in_room.queue_position
-            _transition(in_room, COMPLETED, identity.id, None)
+            # Its event is flushed with the call-in's: one INSERT for both.
+            _transition(in_room, COMPLETED, identity.id, None, flush=False)
             if first_waiting is not None and first_waiting.queue_position > left_from:
                 # The completion moved everyone behind the room up one, in the database.
                 set_committed_value(first_waiting, "queue_position", first_waiting.queue_position - 1)
@@ -300,7 +301,13 @@ def call_next(doctor_id: int, identity: Identity) -> EncodedSnapshot:
 
 
 def _transition(
-    appointment: Appointment, target: str, actor_id: int, reason: str | None, *, room_free: bool = False
+    appointment: Appointment,
+    target: str,
+    actor_id: int,
+    reason: str | None,
+    *,
+    room_free: bool = False,
+    flush: bool = True,
 ) -> None:
     """Apply one status change under the queue lock: times, positions and the event.
 
@@ -331,7 +338,8 @@ def _transition(
         )
         if someone_in_room is not None:
             raise Conflict(ROOM_TAKEN)
-        _shift_positions(doctor_id, queue_date, +1, column < old_position)
+        if old_position > 1:  # at the head already (the usual call-in): nobody moves
+            _shift_positions(doctor_id, queue_date, +1, column < old_position)
         appointment.queue_position = 1
         appointment.entry_time = now
     elif target in LEAVING:
@@ -350,4 +358,5 @@ def _transition(
         appointment.waiting_since = now
     appointment.status = target
     add_event(appointment.id, event_type, actor_id, from_status=source, to_status=target, description=reason)
-    db.session.flush()
+    if flush:
+        db.session.flush()

@@ -65,20 +65,36 @@ def cached(key: str, timeout: int, load: Callable[[], T]) -> T:
     return value
 
 
+def cached_in_generation(namespace: str, key: str, timeout: int, load: Callable[[], T]) -> T:
+    """Like `cached`, for a key that `bump_generation(namespace)` must invalidate, in ONE
+    round trip: the value is stored with the generation tag it was read under, and the
+    tag and the value are fetched together. A value stored under an older tag (read
+    before the write that bumped it committed) is never returned."""
+    tag, stored = cache_get_many(f"gen:{namespace}", key)
+    if tag is not None and isinstance(stored, tuple) and len(stored) == 2 and stored[0] == tag:
+        return stored[1]
+    tag = tag or _new_generation(namespace)
+    value = load()
+    if value is not None:
+        cache_set(key, (tag, value), timeout)
+    return value
+
+
+def _new_generation(namespace: str) -> str:
+    tag = uuid.uuid4().hex[:12]
+    cache_set(f"gen:{namespace}", tag, timeout=0)
+    return tag
+
+
 def generation(namespace: str) -> str:
     """The current generation tag of `namespace`, for building list cache keys.
 
     Tags are random and never reused: if the tag itself is evicted or lost, a new one
     is drawn and old entries are simply never read again (they expire on their own).
     """
-    key = f"gen:{namespace}"
-    tag = cache_get(key)
-    if tag is None:
-        tag = uuid.uuid4().hex[:12]
-        cache_set(key, tag, timeout=0)
-    return tag
+    return cache_get(f"gen:{namespace}") or _new_generation(namespace)
 
 
 def bump_generation(namespace: str) -> None:
     """Invalidate every key built with `generation(namespace)`."""
-    cache_set(f"gen:{namespace}", uuid.uuid4().hex[:12], timeout=0)
+    _new_generation(namespace)

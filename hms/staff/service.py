@@ -24,7 +24,7 @@ from sqlalchemy.orm import joinedload, load_only
 
 from hms.auth.models import User
 from hms.auth.service import Identity, forget_identity, hash_password
-from hms.core.cache import bump_generation, cached, generation
+from hms.core.cache import bump_generation, cached, cached_in_generation, generation
 from hms.core.pagination import paginate
 from hms.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from hms.extensions import db
@@ -244,18 +244,19 @@ def get_doctor_fees(doctor_id: int) -> dict | None:
 def doctor_profile(doctor_id: int) -> dict | None:
     """The cached profile of a doctor (active or not), or None if there is no such doctor.
 
-    Read once per request: a request that needs it twice (POST /next checks the doctor,
-    then builds the snapshot) pays the two cache round trips once."""
+    One cache round trip (the doctors' generation and the profile stored with the
+    generation it was read under), once per request: a request that needs it twice
+    (POST /next checks the doctor, then builds the snapshot) pays it once."""
     seen = g.setdefault("_doctor_profiles", {})
     if doctor_id in seen:
         return seen[doctor_id]
-    key = f"doctors:{generation(DOCTORS_CACHE_NAMESPACE)}:id:{doctor_id}"
 
     def load() -> dict | None:
         user = db.session.scalar(_doctor_select().where(User.id == doctor_id))
         return _profile(user) if user is not None else None
 
-    seen[doctor_id] = profile = cached(key, _cache_seconds(), load)
+    key = f"doctor-profile:{doctor_id}"
+    seen[doctor_id] = profile = cached_in_generation(DOCTORS_CACHE_NAMESPACE, key, _cache_seconds(), load)
     return profile
 
 
