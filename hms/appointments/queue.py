@@ -20,7 +20,7 @@ import uuid
 from datetime import date, datetime
 
 from flask import current_app
-from sqlalchemy import and_, select, text
+from sqlalchemy import and_, bindparam, select, text
 
 from hms.appointments.models import ACTIVE_STATUSES, IN_CONSULTATION, WAITING, Appointment, QueueDay
 from hms.core.cache import cache_get_many, cache_set
@@ -79,6 +79,50 @@ def _store(doctor_id: int, queue_date: date, tag: str, snapshot: dict, masked: b
 
 # --- the snapshot -----------------------------------------------------------------------
 
+# Built once, at import; run on the session's connection (no ORM layer: the snapshot is
+# read on every queue change).
+_a, _q, _p = Appointment.__table__, QueueDay.__table__, Patient.__table__
+_SNAPSHOT_ROWS = (
+    select(
+        _q.c.version,
+        _a.c.id,
+        _a.c.token,
+        _a.c.queue_position,
+        _a.c.status,
+        _a.c.waiting_since,
+        _a.c.entry_time,
+        _p.c.id.label("patient_id"),
+        _p.c.mrn,
+        _p.c.name,
+    )
+    .select_from(
+        _q.outerjoin(
+            _a,
+            and_(
+                _a.c.doctor_id == _q.c.doctor_id,
+                _a.c.appointment_date == _q.c.queue_date,
+                _a.c.status.in_(ACTIVE_STATUSES),
+            ),
+        ).outerjoin(_p, _p.c.id == _a.c.patient_id)
+    )
+    .where(_q.c.doctor_id == bindparam("q_doctor"), _q.c.queue_date == bindparam("q_date"))
+    .order_by(_a.c.queue_position)
+)
+# The status is written as a literal so the partial index
+# ix_appointments_doctor_completed_exit (doctor_id, exit_time WHERE status = 'COMPLETED')
+# serves the query even from a generic prepared plan.
+_RECENT_CONSULTATIONS = (
+    select(_a.c.entry_time, _a.c.exit_time)
+    .where(
+        _a.c.doctor_id == bindparam("q_doctor"),
+        text("appointments.status = 'COMPLETED'"),
+        _a.c.exit_time.is_not(None),
+        _a.c.entry_time.is_not(None),
+    )
+    .order_by(_a.c.exit_time.desc())
+    .limit(RECENT_CONSULTATIONS)
+)
+
 
 class EncodedSnapshot:
     """A snapshot as the JSON text that is cached and sent, parsed only when needed."""
@@ -132,32 +176,8 @@ def build_snapshot(doctor_id: int, queue_date: date) -> dict:
     if doctor is None:
         raise NotFound(f"Doctor {doctor_id} not found.")
     # Version and entries in ONE statement, so they always describe the same state.
-    rows = db.session.execute(
-        select(
-            QueueDay.version,
-            Appointment.id,
-            Appointment.token,
-            Appointment.queue_position,
-            Appointment.status,
-            Appointment.waiting_since,
-            Appointment.entry_time,
-            Patient.id.label("patient_id"),
-            Patient.mrn,
-            Patient.name,
-        )
-        .select_from(QueueDay)
-        .outerjoin(
-            Appointment,
-            and_(
-                Appointment.doctor_id == QueueDay.doctor_id,
-                Appointment.appointment_date == QueueDay.queue_date,
-                Appointment.status.in_(ACTIVE_STATUSES),
-            ),
-        )
-        .outerjoin(Patient, Patient.id == Appointment.patient_id)
-        .where(QueueDay.doctor_id == doctor_id, QueueDay.queue_date == queue_date)
-        .order_by(Appointment.queue_position)
-    ).all()
+    params = {"q_doctor": doctor_id, "q_date": queue_date}
+    rows = db.session.connection().execute(_SNAPSHOT_ROWS, params).all()
     version = rows[0].version if rows else 0
     active = [row for row in rows if row.id is not None]
     has_waiting = any(row.status == WAITING for row in active)
@@ -191,23 +211,8 @@ def build_snapshot(doctor_id: int, queue_date: date) -> dict:
 def average_consultation_minutes(doctor_id: int) -> float:
     """Mean length (exit_time - entry_time) of this doctor's last 20 COMPLETED
     consultations that have both times, in minutes; 10 when there are none; clamped to
-    1..120 so one forgotten or instant consultation cannot distort every estimate.
-
-    The status is written as a literal so the partial index
-    ix_appointments_doctor_completed_exit (doctor_id, exit_time WHERE status =
-    'COMPLETED') serves the query even from a generic prepared plan.
-    """
-    rows = db.session.execute(
-        select(Appointment.entry_time, Appointment.exit_time)
-        .where(
-            Appointment.doctor_id == doctor_id,
-            text("appointments.status = 'COMPLETED'"),
-            Appointment.exit_time.is_not(None),
-            Appointment.entry_time.is_not(None),
-        )
-        .order_by(Appointment.exit_time.desc())
-        .limit(RECENT_CONSULTATIONS)
-    ).all()
+    1..120 so one forgotten or instant consultation cannot distort every estimate."""
+    rows = db.session.connection().execute(_RECENT_CONSULTATIONS, {"q_doctor": doctor_id}).all()
     if not rows:
         return DEFAULT_CONSULTATION_MINUTES
     minutes = sum((row.exit_time - row.entry_time).total_seconds() for row in rows) / 60 / len(rows)

@@ -8,6 +8,11 @@ so the active appointments (WAITING, IN_CONSULTATION) always hold positions 1..K
 After the commit, and only then, the cached snapshots are invalidated and the live
 streams notified.
 
+The statements of the hot paths (booking, locking a queue, moving positions) are built
+once, at import, as Core statements with bind parameters, and run on the session's
+connection: building an ORM statement per request and running it through the ORM cost
+more CPU than the statement itself (bench/step_cost.py).
+
 Reads live in hms.appointments.queries; the snapshot in hms.appointments.queue
 (`queue_snapshot` and `encoded_queue_snapshot` are re-exported here for the routes and the realtime domain).
 """
@@ -18,8 +23,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
-from sqlalchemy import Date, bindparam, case, func, select, text, update
+from sqlalchemy import Date, bindparam, case, func, insert, select, text, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from hms.appointments.events import add_event
@@ -31,6 +37,7 @@ from hms.appointments.models import (
     NO_SHOW,
     WAITING,
     Appointment,
+    AppointmentEvent,
     QueueDay,
 )
 from hms.appointments.queries import appointment_dict
@@ -69,6 +76,20 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (NO_SHOW, WAITING): "RETURNED_TO_QUEUE",
 }
 
+_appointments = Appointment.__table__
+_queue_days = QueueDay.__table__
+_position = _appointments.c.queue_position
+
+
+def _active_sql():
+    """The active appointments of the queue named by the bind parameters q_doctor, q_date."""
+    return (
+        _appointments.c.doctor_id == bindparam("q_doctor"),
+        _appointments.c.appointment_date == bindparam("q_date"),
+        _appointments.c.status.in_(ACTIVE_STATUSES),
+    )
+
+
 _CREATE_QUEUE_DAY = text(
     # A new day's version starts from the doctor's highest version so far, so the
     # version a client sees for this doctor keeps growing from one day to the next.
@@ -77,6 +98,66 @@ _CREATE_QUEUE_DAY = text(
     "WHERE doctor_id = :doctor_id "
     "ON CONFLICT (doctor_id, queue_date) DO NOTHING"
 ).bindparams(bindparam("queue_date", type_=Date))
+_LOCK_QUEUE = (
+    update(_queue_days)
+    .where(_queue_days.c.doctor_id == bindparam("q_doctor"), _queue_days.c.queue_date == bindparam("q_date"))
+    .values(version=_queue_days.c.version + 1)
+    .returning(_queue_days.c.last_token, _queue_days.c.version)
+)
+_LOCK_QUEUE_TAKING_TOKEN = _LOCK_QUEUE.values(last_token=_queue_days.c.last_token + 1)
+# Finds an appointment's queue and locks it, in one statement.
+_LOCK_QUEUE_OF_APPOINTMENT = (
+    update(_queue_days)
+    .where(
+        _queue_days.c.doctor_id
+        == select(_appointments.c.doctor_id)
+        .where(_appointments.c.id == bindparam("appointment_id"))
+        .scalar_subquery(),
+        _queue_days.c.queue_date
+        == select(_appointments.c.appointment_date)
+        .where(_appointments.c.id == bindparam("appointment_id"))
+        .scalar_subquery(),
+    )
+    .values(version=_queue_days.c.version + 1)
+    .returning(_queue_days.c.doctor_id, _queue_days.c.queue_date, _queue_days.c.version)
+)
+_ACTIVE_COUNT = select(func.count()).select_from(_appointments).where(*_active_sql())
+# Entering the room: those ahead of q_position move back one.
+_MAKE_ROOM_AHEAD = (
+    update(_appointments)
+    .where(*_active_sql(), _position < bindparam("q_position"))
+    .values(queue_position=_position + 1)
+)
+# Leaving the line: those behind q_position move up one.
+_CLOSE_GAP_BEHIND = (
+    update(_appointments)
+    .where(*_active_sql(), _position > bindparam("q_position"))
+    .values(queue_position=_position - 1)
+)
+# Booking: does the patient exist, and which categories do the fees go under?
+_BOOKING_LOOKUP = select(
+    select(Patient.__table__.c.id).where(Patient.__table__.c.id == bindparam("patient_id")).scalar_subquery(),
+    select(Category.__table__.c.id)
+    .where(Category.__table__.c.name == CONSULTATION_CATEGORY)
+    .scalar_subquery(),
+    select(Category.__table__.c.id)
+    .where(Category.__table__.c.name == HOSPITAL_FEE_CATEGORY)
+    .scalar_subquery(),
+)
+# The new appointment goes to the end of the line: its position is counted by the
+# INSERT itself, which runs under the queue lock, so no other change can interleave.
+_INSERT_BOOKING = (
+    insert(_appointments)
+    .values(
+        queue_position=select(func.count() + 1)
+        .select_from(_appointments)
+        .where(*_active_sql())
+        .correlate(None)
+        .scalar_subquery()
+    )
+    .returning(_appointments.c.id, _appointments.c.queue_position)
+)
+_INSERT_EVENT = insert(AppointmentEvent.__table__)
 
 
 @contextmanager
@@ -93,24 +174,14 @@ def _unit_of_work() -> Iterator[None]:
 def _lock_queue(doctor_id: int, queue_date: date, *, take_token: bool = False) -> tuple[int, int]:
     """Lock the doctor's queue for the date, bump its version (and, for a booking, its
     token counter); return (last_token, version). Creates the day's row if needed."""
-    values = {"version": QueueDay.version + 1}
-    if take_token:
-        values["last_token"] = QueueDay.last_token + 1
-    stmt = (
-        update(QueueDay)
-        .where(QueueDay.doctor_id == doctor_id, QueueDay.queue_date == queue_date)
-        .values(**values)
-        .returning(QueueDay.last_token, QueueDay.version)
-    )
-    row = db.session.execute(stmt).one_or_none()
+    connection = db.session.connection()
+    stmt = _LOCK_QUEUE_TAKING_TOKEN if take_token else _LOCK_QUEUE
+    params = {"q_doctor": doctor_id, "q_date": queue_date}
+    row = connection.execute(stmt, params).one_or_none()
     if row is None:
-        db.session.execute(_CREATE_QUEUE_DAY, {"doctor_id": doctor_id, "queue_date": queue_date})
-        row = db.session.execute(stmt).one()
+        connection.execute(_CREATE_QUEUE_DAY, {"doctor_id": doctor_id, "queue_date": queue_date})
+        row = connection.execute(stmt, params).one()
     return row.last_token, row.version
-
-
-def _appointment_column(column, appointment_id: int):
-    return select(column).where(Appointment.id == appointment_id).scalar_subquery()
 
 
 def _after_queue_change(
@@ -135,16 +206,15 @@ def _active(doctor_id: int, queue_date: date):
 
 
 def _active_count(doctor_id: int, queue_date: date) -> int:
-    return db.session.scalar(select(func.count()).where(*_active(doctor_id, queue_date)))
-
-
-def _shift_positions(doctor_id: int, queue_date: date, delta: int, condition) -> None:
-    """One statement: move the active appointments matching `condition` by `delta`."""
     db.session.flush()
-    db.session.execute(
-        update(Appointment.__table__)
-        .where(*_active(doctor_id, queue_date), condition)
-        .values(queue_position=Appointment.__table__.c.queue_position + delta)
+    return db.session.connection().scalar(_ACTIVE_COUNT, {"q_doctor": doctor_id, "q_date": queue_date})
+
+
+def _shift_positions(doctor_id: int, queue_date: date, stmt, position: int) -> None:
+    """One statement: _MAKE_ROOM_AHEAD or _CLOSE_GAP_BEHIND of `position`."""
+    db.session.flush()
+    db.session.connection().execute(
+        stmt, {"q_doctor": doctor_id, "q_date": queue_date, "q_position": position}
     )
 
 
@@ -168,46 +238,54 @@ def book_appointment(data: dict, identity: Identity) -> dict:
         raise Conflict(f"Dr. {doctor['name']} is not available for appointments.")
 
     with _unit_of_work():
-        # One statement: does the patient exist, and which categories do the fees go under?
-        patient_found, consultation_category, hospital_category = db.session.execute(
-            select(
-                select(Patient.id).where(Patient.id == patient_id).scalar_subquery(),
-                select(Category.id).where(Category.name == CONSULTATION_CATEGORY).scalar_subquery(),
-                select(Category.id).where(Category.name == HOSPITAL_FEE_CATEGORY).scalar_subquery(),
-            )
+        connection = db.session.connection()
+        patient_found, consultation_category, hospital_category = connection.execute(
+            _BOOKING_LOOKUP, {"patient_id": patient_id}
         ).one()
         if patient_found is None:
             raise ValidationFailed.field("patient_id", "No patient with this id.")
         token, version = _lock_queue(doctor_id, queue_date, take_token=True)
         now = utcnow()
-        appointment = Appointment(
-            patient_id=patient_id,
-            doctor_id=doctor_id,
-            appointment_date=queue_date,
-            appointment_type=data["appointment_type"],
-            status=WAITING,
-            token=token,
-            # Counted under the queue lock, so no other change can interleave.
-            queue_position=_active_count(doctor_id, queue_date) + 1,
-            chief_complaint=data.get("chief_complaint"),
-            created_by_id=identity.id,
-            created_at=now,
-            waiting_since=now,
+        values = {
+            "patient_id": patient_id,
+            "doctor_id": doctor_id,
+            "appointment_date": queue_date,
+            "appointment_type": data["appointment_type"],
+            "status": WAITING,
+            "token": token,
+            "chief_complaint": data.get("chief_complaint"),
+            "created_by_id": identity.id,
+            "created_at": now,
+            "waiting_since": now,
+        }
+        appointment_id, position = connection.execute(
+            _INSERT_BOOKING, {**values, "q_doctor": doctor_id, "q_date": queue_date}
+        ).one()
+        connection.execute(
+            _INSERT_EVENT,
+            {
+                "appointment_id": appointment_id,
+                "event_type": "CREATED",
+                "from_status": None,
+                "to_status": WAITING,
+                "description": f"Token {token}.",
+                "performed_by_id": identity.id,
+            },
         )
-        db.session.add(appointment)
-        db.session.flush()
-        add_event(appointment.id, "CREATED", identity.id, to_status=WAITING, description=f"Token {token}.")
-        bill = open_bill(
+        bill_id = open_bill(
             patient_id=patient_id,
             created_by_id=identity.id,
-            appointment_id=appointment.id,
+            appointment_id=appointment_id,
             due_date=queue_date,
             items=[
                 LineItem("Consultation fee", 1, _fee(doctor["consultation_fee"]), consultation_category),
                 LineItem("Hospital fee", 1, _fee(doctor["hospital_fee"]), hospital_category),
             ],
         )
-        result = {**appointment_dict(appointment), "bill_id": bill.id}
+        booked = SimpleNamespace(
+            **values, id=appointment_id, queue_position=position, entry_time=None, exit_time=None
+        )
+        result = {**appointment_dict(booked), "bill_id": bill_id}
     _after_queue_change(doctor_id, queue_date, version)
     return result
 
@@ -225,15 +303,11 @@ def change_status(appointment_id: int, status: str, reason: str | None, identity
     with _unit_of_work():
         # Usually one statement finds the appointment's queue and locks it; the day's row
         # is missing only if the appointment came in some other way than a booking.
-        locked = db.session.execute(
-            update(QueueDay)
-            .where(
-                QueueDay.doctor_id == _appointment_column(Appointment.doctor_id, appointment_id),
-                QueueDay.queue_date == _appointment_column(Appointment.appointment_date, appointment_id),
-            )
-            .values(version=QueueDay.version + 1)
-            .returning(QueueDay.doctor_id, QueueDay.queue_date, QueueDay.version)
-        ).one_or_none()
+        locked = (
+            db.session.connection()
+            .execute(_LOCK_QUEUE_OF_APPOINTMENT, {"appointment_id": appointment_id})
+            .one_or_none()
+        )
         if locked is not None:
             doctor_id, queue_date, version = locked
         else:
@@ -325,7 +399,6 @@ def _transition(
     doctor_id, queue_date = appointment.doctor_id, appointment.appointment_date
     old_position = appointment.queue_position
     now = utcnow()
-    column = Appointment.__table__.c.queue_position
     if target == IN_CONSULTATION:
         someone_in_room = (
             None
@@ -339,7 +412,7 @@ def _transition(
         if someone_in_room is not None:
             raise Conflict(ROOM_TAKEN)
         if old_position > 1:  # at the head already (the usual call-in): nobody moves
-            _shift_positions(doctor_id, queue_date, +1, column < old_position)
+            _shift_positions(doctor_id, queue_date, _MAKE_ROOM_AHEAD, old_position)
         appointment.queue_position = 1
         appointment.entry_time = now
     elif target in LEAVING:
@@ -347,10 +420,10 @@ def _transition(
         appointment.queue_position = None
         if target == COMPLETED:
             appointment.exit_time = now
-        _shift_positions(doctor_id, queue_date, -1, column > old_position)
+        _shift_positions(doctor_id, queue_date, _CLOSE_GAP_BEHIND, old_position)
     elif source == IN_CONSULTATION:  # sent back to the end of the line
         last = _active_count(doctor_id, queue_date)
-        _shift_positions(doctor_id, queue_date, -1, column > old_position)
+        _shift_positions(doctor_id, queue_date, _CLOSE_GAP_BEHIND, old_position)
         appointment.queue_position = last
         appointment.waiting_since = now
     else:  # NO_SHOW -> WAITING: arrived late

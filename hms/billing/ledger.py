@@ -9,6 +9,10 @@ transactions behind one row (measured: bookings across 50 doctors queued on it).
 Instead a bill is inserted without a number and numbered by one statement just before
 COMMIT (a session `before_commit` hook), so the counter row is held for that statement
 and the commit only.
+
+Opening a bill is two prebuilt Core statements (the bill, then its items in one
+multi-row INSERT), not ORM objects: it runs in every booking, and the ORM's unit of
+work cost more CPU than the statements themselves.
 """
 
 from __future__ import annotations
@@ -17,9 +21,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import case, event, func, select, text, update
+from sqlalchemy import case, event, func, insert, select, text, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from hms.billing.models import PAID, PARTIALLY_PAID, REFUND, UNPAID, VOID, Bill, BillItem, Payment
 from hms.core.db import next_value
@@ -56,31 +59,34 @@ def next_bill_number(year: int) -> str:
     return f"B-{year}-{next_value(f'bill:{year}'):06d}"
 
 
-def _number_bill(session: Session, bill: Bill) -> None:
+def _number_bill(session: Session, bill_id: int) -> None:
     year = clinic_today().year
     if session.get_bind().dialect.name == "postgresql":
-        number = session.execute(
-            _NUMBER_BILL_POSTGRES, {"counter": f"bill:{year}", "prefix": f"B-{year}-", "bill_id": bill.id}
+        session.connection().execute(
+            _NUMBER_BILL_POSTGRES, {"counter": f"bill:{year}", "prefix": f"B-{year}-", "bill_id": bill_id}
         ).scalar_one()
     else:  # SQLite: BEGIN IMMEDIATE already serializes writers
         number = next_bill_number(year)
-        session.execute(update(Bill).where(Bill.id == bill.id).values(number=number))
-    set_committed_value(bill, "number", number)
+        session.execute(update(Bill).where(Bill.id == bill_id).values(number=number))
 
 
 @event.listens_for(Session, "before_commit")
 def _number_new_bills(session: Session) -> None:
     """Give the bills opened in this transaction their numbers, as its last statements."""
-    bills = session.info.pop(_UNNUMBERED, None)
-    if bills:
+    bill_ids = session.info.pop(_UNNUMBERED, None)
+    if bill_ids:
         session.flush()
-        for bill in bills:
-            _number_bill(session, bill)
+        for bill_id in bill_ids:
+            _number_bill(session, bill_id)
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget_unnumbered(session: Session) -> None:
     session.info.pop(_UNNUMBERED, None)
+
+
+_INSERT_BILL = insert(Bill.__table__).returning(Bill.__table__.c.id)
+_INSERT_ITEMS = insert(BillItem.__table__)
 
 
 def open_bill(
@@ -90,41 +96,51 @@ def open_bill(
     items: list[LineItem],
     appointment_id: int | None = None,
     due_date: date | None = None,
-) -> Bill:
-    """Add a bill with its items and totals to the session (flushed, not committed).
+) -> int:
+    """Insert a bill with its items and totals (not committed); return its id.
 
-    The bill gets its number at COMMIT (see the module docstring); until then
-    `bill.number` is None.
+    The bill gets its number at COMMIT (see the module docstring); until then it has
+    none.
     """
-    today = clinic_today()
-    bill = Bill(
-        patient_id=patient_id,
-        appointment_id=appointment_id,
-        due_date=due_date or today,
-        created_by_id=created_by_id,
-        created_at=utc_now(),
-        status=UNPAID,
-    )
-    set_totals(bill, total=sum((item.amount for item in items), ZERO), paid=ZERO)
-    db.session.add(bill)
-    db.session.flush()
-    add_line_items(bill.id, items)
-    db.session.info.setdefault(_UNNUMBERED, []).append(bill)
-    return bill
+    total = sum((item.amount for item in items), ZERO)
+    connection = db.session.connection()
+    bill_id = connection.execute(
+        _INSERT_BILL,
+        {
+            "patient_id": patient_id,
+            "appointment_id": appointment_id,
+            "due_date": due_date or clinic_today(),
+            "created_by_id": created_by_id,
+            "created_at": utc_now(),
+            "status": bill_status(total, ZERO, UNPAID),
+            "total_amount": total,
+            "paid_amount": ZERO,
+            "due_amount": total,
+        },
+    ).scalar_one()
+    add_line_items(bill_id, items)
+    db.session.info.setdefault(_UNNUMBERED, []).append(bill_id)
+    return bill_id
 
 
 def add_line_items(bill_id: int, items: list[LineItem]) -> None:
-    """Add the items' rows to a bill (the caller recomputes or sets the totals)."""
-    db.session.add_all(
-        BillItem(
-            bill_id=bill_id,
-            category_id=item.category_id,
-            description=item.description,
-            quantity=item.quantity,
-            unit_price=item.unit_price,
-            amount=item.amount,
-        )
-        for item in items
+    """Insert the items' rows of a bill, in one statement (the caller recomputes or sets
+    the totals)."""
+    if not items:
+        return
+    db.session.connection().execute(
+        _INSERT_ITEMS,
+        [
+            {
+                "bill_id": bill_id,
+                "category_id": item.category_id,
+                "description": item.description,
+                "quantity": item.quantity,
+                "unit_price": item.unit_price,
+                "amount": item.amount,
+            }
+            for item in items
+        ],
     )
 
 

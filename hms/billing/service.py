@@ -247,14 +247,13 @@ def create_bill(data: dict, identity: Identity) -> Bill:
         raise ValidationFailed.field("due_date", "Must not be before today.")
     lines = _resolve_lines(data["items"])
     _check_total(sum((line.amount for line in lines), Decimal("0")))
-    bill = open_bill(
+    bill_id = open_bill(
         patient_id=patient_id,
         created_by_id=identity.id,
         items=lines,
         appointment_id=appointment_id,
         due_date=due_date,
     )
-    bill_id = bill.id
     db.session.commit()
     return load_bill(bill_id)
 
