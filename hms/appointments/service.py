@@ -28,7 +28,7 @@ from types import SimpleNamespace
 from sqlalchemy import Date, bindparam, case, func, insert, select, text, update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from hms.appointments.events import add_event
+from hms.appointments.events import add_event, record_event
 from hms.appointments.models import (
     ACTIVE_STATUSES,
     CANCELLED,
@@ -37,7 +37,6 @@ from hms.appointments.models import (
     NO_SHOW,
     WAITING,
     Appointment,
-    AppointmentEvent,
     QueueDay,
 )
 from hms.appointments.queries import appointment_dict
@@ -157,7 +156,6 @@ _INSERT_BOOKING = (
     )
     .returning(_appointments.c.id, _appointments.c.queue_position)
 )
-_INSERT_EVENT = insert(AppointmentEvent.__table__)
 
 
 @contextmanager
@@ -261,17 +259,7 @@ def book_appointment(data: dict, identity: Identity) -> dict:
         appointment_id, position = connection.execute(
             _INSERT_BOOKING, {**values, "q_doctor": doctor_id, "q_date": queue_date}
         ).one()
-        connection.execute(
-            _INSERT_EVENT,
-            {
-                "appointment_id": appointment_id,
-                "event_type": "CREATED",
-                "from_status": None,
-                "to_status": WAITING,
-                "description": f"Token {token}.",
-                "performed_by_id": identity.id,
-            },
-        )
+        record_event(appointment_id, "CREATED", identity.id, to_status=WAITING, description=f"Token {token}.")
         bill_id = open_bill(
             patient_id=patient_id,
             created_by_id=identity.id,

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -61,6 +61,16 @@ class ClaimedKey:
     """A key this request inserted (uncommitted): complete it with `complete()`."""
 
     id: int
+
+
+# Prebuilt: every payment with a key runs both (the claim per dialect, built on first use).
+_records = IdempotencyRecord.__table__
+_CLAIM: dict[str, object] = {}
+_COMPLETE = (
+    update(_records)
+    .where(_records.c.id == bindparam("record_id"))
+    .values(response_status=bindparam("status"), response_body=bindparam("body"))
+)
 
 
 def fingerprint(operation: str, bill_id: int, payload: dict) -> str:
@@ -98,15 +108,17 @@ def _insert_new(user_id: int, key: str, request_fingerprint: str) -> int | None:
 
     On PostgreSQL a concurrent uncommitted insert of the same key makes this wait for
     that transaction: None if it committed, the new id if it rolled back."""
-    dialect = db.session.get_bind().dialect.name
-    make_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    stmt = (
-        make_insert(IdempotencyRecord)
-        .values(user_id=user_id, key=key, fingerprint=request_fingerprint)
-        .on_conflict_do_nothing(index_elements=["user_id", "key"])
-        .returning(IdempotencyRecord.id)
-    )
-    return db.session.execute(stmt).scalar_one_or_none()
+    connection = db.session.connection()
+    stmt = _CLAIM.get(connection.dialect.name)
+    if stmt is None:
+        make_insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+        stmt = _CLAIM[connection.dialect.name] = (
+            make_insert(_records)
+            .on_conflict_do_nothing(index_elements=["user_id", "key"])
+            .returning(_records.c.id)
+        )
+    params = {"user_id": user_id, "key": key, "fingerprint": request_fingerprint}
+    return connection.execute(stmt, params).scalar_one_or_none()
 
 
 def claim(user_id: int, key: str, request_fingerprint: str) -> ClaimedKey | StoredResponse:
@@ -137,10 +149,9 @@ def claim(user_id: int, key: str, request_fingerprint: str) -> ClaimedKey | Stor
 
 def complete(claimed: ClaimedKey, status: int, body: dict) -> None:
     """Store the answer in the record, in the same transaction as the work it answers."""
-    db.session.execute(
-        update(IdempotencyRecord)
-        .where(IdempotencyRecord.id == claimed.id)
-        .values(response_status=status, response_body=json.dumps(body, separators=(",", ":")))
+    db.session.connection().execute(
+        _COMPLETE,
+        {"record_id": claimed.id, "status": status, "body": json.dumps(body, separators=(",", ":"))},
     )
 
 

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import case, event, func, insert, select, text, update
+from sqlalchemy import bindparam, case, event, func, insert, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hms.billing.models import PAID, PARTIALLY_PAID, REFUND, UNPAID, VOID, Bill, BillItem, Payment
 from hms.core.db import next_value
@@ -163,6 +164,37 @@ def set_totals(bill: Bill, *, total: Decimal, paid: Decimal) -> None:
     bill.paid_amount = paid
     bill.due_amount = total - paid
     bill.status = bill_status(total, paid, bill.status or UNPAID)
+
+
+_UPDATE_TOTALS = (
+    update(Bill.__table__)
+    .where(Bill.__table__.c.id == bindparam("bill_id"))
+    .values(
+        total_amount=bindparam("total"),
+        paid_amount=bindparam("paid"),
+        due_amount=bindparam("due"),
+        status=bindparam("new_status"),
+    )
+)
+
+
+def store_totals(bill: Bill, *, total: Decimal, paid: Decimal) -> None:
+    """Like `set_totals`, written at once by one prebuilt UPDATE (the bill object is
+    brought up to date without becoming dirty): for payments and refunds."""
+    if paid > total or paid < ZERO:
+        raise ValueError("paid must be within 0..total")  # callers check first; a bug otherwise
+    status = bill_status(total, paid, bill.status or UNPAID)
+    due = total - paid
+    db.session.connection().execute(
+        _UPDATE_TOTALS, {"bill_id": bill.id, "total": total, "paid": paid, "due": due, "new_status": status}
+    )
+    for name, value in (
+        ("total_amount", total),
+        ("paid_amount", paid),
+        ("due_amount", due),
+        ("status", status),
+    ):
+        set_committed_value(bill, name, value)
 
 
 def _money(value) -> Decimal:

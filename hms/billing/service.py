@@ -18,17 +18,25 @@ from decimal import Decimal
 from functools import wraps
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, literal_column, or_, select
+from sqlalchemy import Select, insert, literal_column, or_, select
 from sqlalchemy.orm import joinedload, load_only, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from hms.appointments.events import add_event
+from hms.appointments.events import record_event
 from hms.appointments.models import Appointment
 from hms.auth.models import User
 from hms.auth.service import Identity
 from hms.billing import idempotency
 from hms.billing.idempotency import StoredResponse
-from hms.billing.ledger import LineItem, add_line_items, lock_bill, open_bill, recompute_totals, set_totals
+from hms.billing.ledger import (
+    LineItem,
+    add_line_items,
+    ledger_sums,
+    lock_bill,
+    open_bill,
+    recompute_totals,
+    store_totals,
+)
 from hms.billing.models import PAID, PAYMENT, REFUND, VOID, Bill, BillItem, Payment
 from hms.billing.schemas import BillSchema
 from hms.core.fields import MONEY_MAX
@@ -300,27 +308,21 @@ def void_bill(bill_id: int, data: dict, identity: Identity) -> Bill:
 # ---- payments and refunds --------------------------------------------------------------
 
 
+_INSERT_PAYMENT = insert(Payment.__table__)
+
+
 def _record_payment(bill: Bill, data: dict, identity: Identity) -> None:
-    total, paid = recompute_totals(bill)
+    # Summed from the rows under the bill's lock: with this one added, paid grows by it.
+    total, paid = ledger_sums(bill.id)
     if bill.status == VOID:
         raise Conflict("A void bill takes no payments.")
     due = total - paid
     if data["amount"] > due:
         raise ValidationFailed.field("amount", f"More than the due amount ({due}).")
-    db.session.add(
-        Payment(
-            bill_id=bill.id,
-            kind=PAYMENT,
-            amount=data["amount"],
-            method=data["method"],
-            reference=data.get("reference"),
-            received_by_id=identity.id,
-        )
-    )
-    # The rows were summed under the bill's lock: with this one added, paid grows by it.
-    set_totals(bill, total=total, paid=paid + data["amount"])
+    _insert_payment(bill, data, identity, PAYMENT)
+    store_totals(bill, total=total, paid=paid + data["amount"])
     if bill.appointment_id is not None:
-        add_event(
+        record_event(
             bill.appointment_id,
             PAYMENT_EVENT,
             identity.id,
@@ -329,23 +331,29 @@ def _record_payment(bill: Bill, data: dict, identity: Identity) -> None:
 
 
 def _record_refund(bill: Bill, data: dict, identity: Identity) -> None:
-    total, paid = recompute_totals(bill)
+    total, paid = ledger_sums(bill.id)
     if bill.status == VOID:
         raise Conflict("A void bill has nothing to refund.")
     if data["amount"] > paid:
         raise ValidationFailed.field("amount", f"More than what was paid ({paid}).")
-    db.session.add(
-        Payment(
-            bill_id=bill.id,
-            kind=REFUND,
-            amount=data["amount"],
-            method=data["method"],
-            reference=data.get("reference"),
-            reason=data["reason"],
-            received_by_id=identity.id,
-        )
+    _insert_payment(bill, data, identity, REFUND)
+    store_totals(bill, total=total, paid=paid - data["amount"])
+
+
+def _insert_payment(bill: Bill, data: dict, identity: Identity, kind: str) -> None:
+    """One prebuilt INSERT on the session's connection (payments are a hot path)."""
+    db.session.connection().execute(
+        _INSERT_PAYMENT,
+        {
+            "bill_id": bill.id,
+            "kind": kind,
+            "amount": data["amount"],
+            "method": data["method"],
+            "reference": data.get("reference"),
+            "reason": data.get("reason") if kind == REFUND else None,
+            "received_by_id": identity.id,
+        },
     )
-    set_totals(bill, total=total, paid=paid - data["amount"])
 
 
 @_rollback_on_error
