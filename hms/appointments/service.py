@@ -26,9 +26,8 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 from sqlalchemy import Date, bindparam, case, func, insert, select, text, update
-from sqlalchemy.orm.attributes import set_committed_value
 
-from hms.appointments.events import add_event, record_event
+from hms.appointments.events import record_event
 from hms.appointments.models import (
     ACTIVE_STATUSES,
     CANCELLED,
@@ -37,9 +36,10 @@ from hms.appointments.models import (
     NO_SHOW,
     WAITING,
     Appointment,
+    AppointmentEvent,
     QueueDay,
 )
-from hms.appointments.queries import appointment_dict
+from hms.appointments.queries import APPOINTMENT_FIELDS, appointment_dict
 from hms.appointments.queue import (
     EncodedSnapshot,
     build_snapshot,
@@ -133,6 +133,21 @@ _CLOSE_GAP_BEHIND = (
     .where(*_active_sql(), _position > bindparam("q_position"))
     .values(queue_position=_position - 1)
 )
+_APPOINTMENT_COLUMNS = [_appointments.c[name] for name in APPOINTMENT_FIELDS]
+_APPOINTMENT_ROW = select(*_APPOINTMENT_COLUMNS).where(_appointments.c.id == bindparam("appointment_id"))
+# The patient in the room sorts first, then the line: the two rows `next` works on.
+_QUEUE_HEAD = (
+    select(*_APPOINTMENT_COLUMNS)
+    .where(*_active_sql())
+    .order_by(case((_appointments.c.status == IN_CONSULTATION, 0), else_=1), _position)
+    .limit(2)
+)
+_SOMEONE_IN_ROOM = (
+    select(_appointments.c.id).where(*_active_sql(), _appointments.c.status == IN_CONSULTATION).limit(1)
+)
+# SET whichever columns the parameters name (besides appointment_id).
+_UPDATE_APPOINTMENT = update(_appointments).where(_appointments.c.id == bindparam("appointment_id"))
+_INSERT_EVENT = insert(AppointmentEvent.__table__)
 # Booking: does the patient exist, and which categories do the fees go under?
 _BOOKING_LOOKUP = select(
     select(Patient.__table__.c.id).where(Patient.__table__.c.id == bindparam("patient_id")).scalar_subquery(),
@@ -195,22 +210,12 @@ def _after_queue_change(
     return encoded
 
 
-def _active(doctor_id: int, queue_date: date):
-    return (
-        Appointment.doctor_id == doctor_id,
-        Appointment.appointment_date == queue_date,
-        Appointment.status.in_(ACTIVE_STATUSES),
-    )
-
-
 def _active_count(doctor_id: int, queue_date: date) -> int:
-    db.session.flush()
     return db.session.connection().scalar(_ACTIVE_COUNT, {"q_doctor": doctor_id, "q_date": queue_date})
 
 
 def _shift_positions(doctor_id: int, queue_date: date, stmt, position: int) -> None:
     """One statement: _MAKE_ROOM_AHEAD or _CLOSE_GAP_BEHIND of `position`."""
-    db.session.flush()
     db.session.connection().execute(
         stmt, {"q_doctor": doctor_id, "q_date": queue_date, "q_position": position}
     )
@@ -289,21 +294,16 @@ def change_status(appointment_id: int, status: str, reason: str | None, identity
     """Move an appointment along the status machine, re-numbering the queue, in one
     transaction. A doctor may only change their own appointments (403)."""
     with _unit_of_work():
+        connection = db.session.connection()
         # Usually one statement finds the appointment's queue and locks it; the day's row
         # is missing only if the appointment came in some other way than a booking.
-        locked = (
-            db.session.connection()
-            .execute(_LOCK_QUEUE_OF_APPOINTMENT, {"appointment_id": appointment_id})
-            .one_or_none()
-        )
+        locked = connection.execute(
+            _LOCK_QUEUE_OF_APPOINTMENT, {"appointment_id": appointment_id}
+        ).one_or_none()
         if locked is not None:
             doctor_id, queue_date, version = locked
         else:
-            key = db.session.execute(
-                select(Appointment.doctor_id, Appointment.appointment_date).where(
-                    Appointment.id == appointment_id
-                )
-            ).one_or_none()
+            key = connection.execute(_APPOINTMENT_ROW, {"appointment_id": appointment_id}).one_or_none()
             if key is None:
                 raise NotFound(f"Appointment {appointment_id} not found.")
             doctor_id, queue_date, version = key.doctor_id, key.appointment_date, None
@@ -312,12 +312,12 @@ def change_status(appointment_id: int, status: str, reason: str | None, identity
         if version is None:
             _, version = _lock_queue(doctor_id, queue_date)
         # Re-read under the lock: the loser of two racing changes sees the winner's status.
-        appointment = db.session.scalars(
-            select(Appointment)
-            .where(Appointment.id == appointment_id)
-            .execution_options(populate_existing=True)
-        ).one()
-        _transition(appointment, status, identity.id, reason)
+        appointment = SimpleNamespace(
+            **connection.execute(_APPOINTMENT_ROW, {"appointment_id": appointment_id}).one()._mapping
+        )
+        events: list[dict] = []
+        _transition(appointment, status, identity.id, reason, events)
+        connection.execute(_INSERT_EVENT, events)
         result = appointment_dict(appointment)
     _after_queue_change(doctor_id, queue_date, version)
     return result
@@ -333,45 +333,45 @@ def call_next(doctor_id: int, identity: Identity) -> EncodedSnapshot:
         raise NotFound(f"Doctor {doctor_id} not found.")
     today = clinic_today()
     with _unit_of_work():
+        connection = db.session.connection()
         _, version = _lock_queue(doctor_id, today)
         # One statement for both: the patient in the room sorts first, then the line.
-        head = db.session.scalars(
-            select(Appointment)
-            .where(*_active(doctor_id, today))
-            .order_by(case((Appointment.status == IN_CONSULTATION, 0), else_=1), Appointment.queue_position)
-            .limit(2)
-            .execution_options(populate_existing=True)
-        ).all()
+        head = [
+            SimpleNamespace(**row._mapping)
+            for row in connection.execute(_QUEUE_HEAD, {"q_doctor": doctor_id, "q_date": today})
+        ]
         in_room = head[0] if head and head[0].status == IN_CONSULTATION else None
         if len(head) == 2 and head[1].status == IN_CONSULTATION:
             raise Conflict(ROOM_TAKEN)  # two in the room: nobody can be called in
         first_waiting = next((row for row in head if row.status == WAITING), None)
+        events: list[dict] = []
         if in_room is not None:
             left_from = in_room.queue_position
-            # Its event is flushed with the call-in's: one INSERT for both.
-            _transition(in_room, COMPLETED, identity.id, None, flush=False)
+            _transition(in_room, COMPLETED, identity.id, None, events)
             if first_waiting is not None and first_waiting.queue_position > left_from:
-                # The completion moved everyone behind the room up one, in the database.
-                set_committed_value(first_waiting, "queue_position", first_waiting.queue_position - 1)
+                first_waiting.queue_position -= 1  # the completion moved everyone behind up one
         if first_waiting is None:
             raise Conflict("Nobody is waiting in this queue.")
         # The room is free: emptied just now, or nobody was in it (read under the lock).
-        _transition(first_waiting, IN_CONSULTATION, identity.id, None, room_free=True)
+        _transition(first_waiting, IN_CONSULTATION, identity.id, None, events, room_free=True)
+        connection.execute(_INSERT_EVENT, events)  # both events in one INSERT
         # Read under the queue lock, just before the commit: exactly the committed state.
         snapshot = build_snapshot(doctor_id, today)
     return _after_queue_change(doctor_id, today, version, snapshot)
 
 
 def _transition(
-    appointment: Appointment,
+    appointment: SimpleNamespace,
     target: str,
     actor_id: int,
     reason: str | None,
+    events: list[dict],
     *,
     room_free: bool = False,
-    flush: bool = True,
 ) -> None:
-    """Apply one status change under the queue lock: times, positions and the event.
+    """Apply one status change under the queue lock: times, positions, and the event,
+    which is appended to `events` for the caller to insert (with any others, in one
+    statement). `appointment`: the row (all of _APPOINTMENT_COLUMNS), updated in place.
 
     Positions: entering the room moves the patient to the front (position 1; those
     ahead move back one), so the room is always the head of the line. Leaving the
@@ -384,40 +384,40 @@ def _transition(
     event_type = TRANSITIONS.get((source, target))
     if event_type is None:
         raise InvalidState(f"An appointment cannot go from {source} to {target}.")
+    connection = db.session.connection()
     doctor_id, queue_date = appointment.doctor_id, appointment.appointment_date
     old_position = appointment.queue_position
     now = utcnow()
+    changes: dict = {"status": target}
     if target == IN_CONSULTATION:
-        someone_in_room = (
-            None
-            if room_free
-            else db.session.scalar(
-                select(Appointment.id)
-                .where(*_active(doctor_id, queue_date), Appointment.status == IN_CONSULTATION)
-                .limit(1)
-            )
-        )
-        if someone_in_room is not None:
-            raise Conflict(ROOM_TAKEN)
+        if not room_free:
+            someone = connection.scalar(_SOMEONE_IN_ROOM, {"q_doctor": doctor_id, "q_date": queue_date})
+            if someone is not None:
+                raise Conflict(ROOM_TAKEN)
         if old_position > 1:  # at the head already (the usual call-in): nobody moves
             _shift_positions(doctor_id, queue_date, _MAKE_ROOM_AHEAD, old_position)
-        appointment.queue_position = 1
-        appointment.entry_time = now
+        changes.update(queue_position=1, entry_time=now)
     elif target in LEAVING:
-        appointment.status = target
-        appointment.queue_position = None
+        changes["queue_position"] = None
         if target == COMPLETED:
-            appointment.exit_time = now
+            changes["exit_time"] = now
         _shift_positions(doctor_id, queue_date, _CLOSE_GAP_BEHIND, old_position)
     elif source == IN_CONSULTATION:  # sent back to the end of the line
         last = _active_count(doctor_id, queue_date)
         _shift_positions(doctor_id, queue_date, _CLOSE_GAP_BEHIND, old_position)
-        appointment.queue_position = last
-        appointment.waiting_since = now
+        changes.update(queue_position=last, waiting_since=now)
     else:  # NO_SHOW -> WAITING: arrived late
-        appointment.queue_position = _active_count(doctor_id, queue_date) + 1
-        appointment.waiting_since = now
-    appointment.status = target
-    add_event(appointment.id, event_type, actor_id, from_status=source, to_status=target, description=reason)
-    if flush:
-        db.session.flush()
+        changes.update(queue_position=_active_count(doctor_id, queue_date) + 1, waiting_since=now)
+    connection.execute(_UPDATE_APPOINTMENT, {**changes, "appointment_id": appointment.id})
+    for name, value in changes.items():
+        setattr(appointment, name, value)
+    events.append(
+        {
+            "appointment_id": appointment.id,
+            "event_type": event_type,
+            "from_status": source,
+            "to_status": target,
+            "description": reason,
+            "performed_by_id": actor_id,
+        }
+    )
