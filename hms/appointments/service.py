@@ -53,7 +53,7 @@ from hms.core.time import clinic_today, utcnow
 from hms.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
 from hms.extensions import db
 from hms.patients.models import Patient
-from hms.realtime.broker import notify_queue_changed
+from hms.realtime.broker import notify_queue_changed, streams_want_events
 from hms.reference.models import Category
 from hms.staff.service import get_doctor_fees
 
@@ -198,16 +198,29 @@ def _lock_queue(doctor_id: int, queue_date: date, *, take_token: bool = False) -
 
 
 def _after_queue_change(
-    doctor_id: int, queue_date: date, version: int, snapshot: dict | None = None
+    doctor_id: int,
+    queue_date: date,
+    version: int,
+    snapshot: dict | None = None,
+    *,
+    watched: bool | None = None,
 ) -> EncodedSnapshot | None:
     """After COMMIT: drop cached snapshots, then tell the live streams.
 
     `snapshot`: the new snapshot, if the change read it inside its transaction: it is
     cached under the new tag, carried by the change's message (no second build), and
-    returned encoded."""
+    returned encoded. `watched`: what streams_want_events answered, if asked."""
     encoded = invalidate_queue(doctor_id, queue_date, snapshot)
-    notify_queue_changed(doctor_id, queue_date, version, snapshot)
+    notify_queue_changed(doctor_id, queue_date, version, snapshot, watched=watched)
     return encoded
+
+
+def _snapshot_for_streams(doctor_id: int, queue_date: date, watched: bool) -> dict | None:
+    """Just before COMMIT, under the queue lock: the new snapshot if streams want it.
+
+    Read here, it is exactly the committed state, costs no second transaction (pool
+    checkout, BEGIN, COMMIT) after the commit, and the change's message carries it."""
+    return build_snapshot(doctor_id, queue_date) if watched else None
 
 
 def _active_count(doctor_id: int, queue_date: date) -> int:
@@ -240,6 +253,7 @@ def book_appointment(data: dict, identity: Identity) -> dict:
     if not doctor["is_available"]:
         raise Conflict(f"Dr. {doctor['name']} is not available for appointments.")
 
+    watched = streams_want_events(doctor_id, queue_date)
     with _unit_of_work():
         connection = db.session.connection()
         patient_found, consultation_category, hospital_category = connection.execute(
@@ -279,7 +293,8 @@ def book_appointment(data: dict, identity: Identity) -> dict:
             **values, id=appointment_id, queue_position=position, entry_time=None, exit_time=None
         )
         result = {**appointment_dict(booked), "bill_id": bill_id}
-    _after_queue_change(doctor_id, queue_date, version)
+        snapshot = _snapshot_for_streams(doctor_id, queue_date, watched)
+    _after_queue_change(doctor_id, queue_date, version, snapshot, watched=watched)
     return result
 
 
@@ -311,6 +326,8 @@ def change_status(appointment_id: int, status: str, reason: str | None, identity
             raise Forbidden("A doctor may only change their own appointments.")  # rolls back the lock
         if version is None:
             _, version = _lock_queue(doctor_id, queue_date)
+        # Asked under the lock (the queue is known only now): one Redis round trip.
+        watched = streams_want_events(doctor_id, queue_date)
         # Re-read under the lock: the loser of two racing changes sees the winner's status.
         appointment = SimpleNamespace(
             **connection.execute(_APPOINTMENT_ROW, {"appointment_id": appointment_id}).one()._mapping
@@ -319,7 +336,8 @@ def change_status(appointment_id: int, status: str, reason: str | None, identity
         _transition(appointment, status, identity.id, reason, events)
         connection.execute(_INSERT_EVENT, events)
         result = appointment_dict(appointment)
-    _after_queue_change(doctor_id, queue_date, version)
+        snapshot = _snapshot_for_streams(doctor_id, queue_date, watched)
+    _after_queue_change(doctor_id, queue_date, version, snapshot, watched=watched)
     return result
 
 

@@ -388,20 +388,47 @@ class QueueBroker:
         return (app or current_app).extensions[EXTENSION_KEY]
 
 
+def streams_want_events(doctor_id: int, queue_date: date) -> bool:
+    """Whether a change to this queue should carry its snapshot's events: the broker
+    carries them (Redis), the date is today, and a stream of the doctor is open
+    somewhere. A change that asks before its transaction can read the snapshot inside
+    it, under the queue lock, instead of after its commit. Never raises (False)."""
+    from hms.core.time import clinic_today
+    from hms.realtime.limiter import StreamSlots
+
+    try:
+        return (
+            QueueBroker.get().carries_events
+            and queue_date == clinic_today()
+            and StreamSlots.get().watched(doctor_id)
+        )
+    except Exception:  # noqa: BLE001 - the streams build the snapshot themselves
+        log.warning("could not tell whether doctor %s has open streams", doctor_id, exc_info=True)
+        return False
+
+
 def notify_queue_changed(
-    doctor_id: int, queue_date: date, version: int, snapshot: dict | None = None
+    doctor_id: int,
+    queue_date: date,
+    version: int,
+    snapshot: dict | None = None,
+    *,
+    watched: bool | None = None,
 ) -> None:
     """Announce a committed change of a doctor's queue. Never raises.
 
-    `snapshot`: the caller's own unmasked snapshot read after its commit, if it has one
-    (it is then not built again for the message)."""
+    `snapshot`: the caller's own unmasked snapshot, read under the queue lock just before
+    its commit, if it has one (it is then not built again for the message). `watched`:
+    what `streams_want_events` answered the caller, if it asked (not asked again)."""
     if not has_app_context() or EXTENSION_KEY not in current_app.extensions:
         log.warning("notify_queue_changed outside the app: doctor %s not announced", doctor_id)
         return
     try:
         broker = QueueBroker.get()
         events = (
-            _events_for_streams(doctor_id, queue_date, version, snapshot) if broker.carries_events else None
+            _events_for_streams(doctor_id, queue_date, version, snapshot, watched)
+            if broker.carries_events and watched is not False
+            else None
         )
         broker.publish(doctor_id, queue_date, version, events)
     except Exception:  # noqa: BLE001 - the booking is committed; a lost push must not fail it
@@ -409,17 +436,15 @@ def notify_queue_changed(
 
 
 def _events_for_streams(
-    doctor_id: int, queue_date: date, version: int, snapshot: dict | None = None
+    doctor_id: int, queue_date: date, version: int, snapshot: dict | None = None, watched: bool | None = None
 ) -> dict | None:
     """The encoded events (full and masked) of today's snapshot, if a stream of this
     doctor is open anywhere; None otherwise or if the build fails (the streams build)."""
     from hms.appointments.queue import mask_snapshot
     from hms.appointments.service import queue_snapshot
-    from hms.core.time import clinic_today
-    from hms.realtime.limiter import StreamSlots
 
     try:
-        if queue_date != clinic_today() or not StreamSlots.get().watched(doctor_id):
+        if watched is None and not streams_want_events(doctor_id, queue_date):
             return None
         if (
             snapshot is None

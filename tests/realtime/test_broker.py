@@ -341,3 +341,62 @@ def test_notify_carries_todays_events_only_while_a_stream_is_open(app, redis_url
     finally:
         pubsub.close()
         client.close()
+
+
+def test_a_watched_change_reads_its_snapshot_in_its_own_transaction(app, redis_url, reception, doctor):
+    """While a stream of the doctor is open, a booking and a status change read the new
+    snapshot under the queue lock, before their commit, and their message carries it:
+    one pool checkout per request (no second transaction after the commit)."""
+    from sqlalchemy import event
+
+    from hms.extensions import db
+    from hms.realtime.limiter import StreamSlots
+    from tests.realtime.helpers import booking, make_patient
+
+    broker = QueueBroker.get(app)
+    if not isinstance(broker, RedisBroker):
+        pytest.skip("the events ride on Redis messages")
+    doctor_id = doctor.user.id
+    patient_id = make_patient(app)
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(broker.channel(doctor_id))
+    checkouts = []
+
+    def next_event() -> dict:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.5)
+            if message is not None:
+                data = json.loads(message["data"])
+                _, _, line = data["events"]["full"].partition("data: ")
+                return {"version": data["version"], "snapshot": json.loads(line)}
+        raise AssertionError("no message")
+
+    with app.app_context():
+        lease = StreamSlots.get(app).acquire(doctor_id, 5, 30)
+        engine = db.engine
+
+    def count_checkout(*args):
+        checkouts.append(1)
+
+    event.listen(engine, "checkout", count_checkout)
+    try:
+        booked = reception.post("/api/appointments", json=booking(patient_id, doctor_id))
+        assert booked.status_code == 201 and len(checkouts) == 1
+        message = next_event()
+        assert message["snapshot"]["version"] == message["version"]
+        assert [e["appointment_id"] for e in message["snapshot"]["entries"]] == [booked.json["id"]]
+        cancelled = reception.patch(
+            f"/api/appointments/{booked.json['id']}/status", json={"status": "CANCELLED"}
+        )
+        assert cancelled.status_code == 200 and len(checkouts) == 2
+        message = next_event()
+        assert message["snapshot"]["version"] == message["version"]
+        assert message["snapshot"]["entries"] == [] and message["snapshot"]["waiting_count"] == 0
+    finally:
+        event.remove(engine, "checkout", count_checkout)
+        with app.app_context():
+            StreamSlots.get(app).release(lease)
+        pubsub.close()
+        client.close()
