@@ -18,7 +18,8 @@ The base revision runs in a temporary git worktree (`git worktree add --detach`)
 the same script and the same steps: `--app-root` points the child process at that tree.
 Both runs get a fresh PostgreSQL database (`hms_bench_steps`, schema from that tree's
 models), Redis DB 8 emptied, the production configuration (Redis cache, pub/sub broker).
-The default base is the commit before this session's profiling fixes (BASE_DEFAULT).
+The default base (BASE_DEFAULT) is main before the third round of fixes (Core statements
+on the hot paths); `--base 752e65b` compares with main before the first round.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ TITLE = "Cost per step: SQL statements, Redis commands and CPU per request, befo
 ORDER = 65
 ACCEPTS: tuple[str, ...] = ()
 ROOT = Path(__file__).resolve().parent.parent
-# main before the profiling fixes of the day replay's steps (2026-11-28, second session)
-BASE_DEFAULT = "752e65b"
+# main before the Core-statement fixes of the hot paths (2026-11-28, third session)
+BASE_DEFAULT = "783d5f5"
 DATABASE = "hms_bench_steps"
 REDIS_URL = "redis://127.0.0.1:6379/8"
 STEPS = ("register", "book", "next", "prescribe", "complete", "snapshot (display)", "pay")

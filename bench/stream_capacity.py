@@ -469,7 +469,9 @@ def run_scenario(system: str, streams: int, args, out_dir: Path, message_bytes: 
                 dsn, doctors=doctors_needed, patients=2000, queue_length=queue_length, completed_history=20
             )
             _add_display_account(dsn)
-            extra = {"SSE_HEARTBEAT_SECONDS": str(args.heartbeat)} if args.heartbeat else {}
+            extra = dict(args.server_env_vars)
+            if args.heartbeat:
+                extra["SSE_HEARTBEAT_SECONDS"] = str(args.heartbeat)
             server = harness.start_server(
                 "wsgi:app",
                 dsn=dsn,
@@ -753,6 +755,18 @@ def parse_args(argv: list[str] | None = None):
         "with few streams (default: Redis' own default, 10000)",
     )
     parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="HMS: an extra environment variable for gunicorn (repeatable), e.g. GC_THRESHOLDS=python",
+    )
+    parser.add_argument(
+        "--result-file",
+        default=None,
+        help="write the results here instead of bench/results/stream_capacity.json (a variant run)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="200 streams, 20 changes/s (2 per doctor and second) for 10 s, 17 s idle",
@@ -768,6 +782,10 @@ def parse_args(argv: list[str] | None = None):
     fewest_doctors = math.ceil(min(args.stream_counts) / PER_DOCTOR)
     needed = math.ceil(sum(args.rates) * args.duration / fewest_doctors) + 3
     args.queue_length = args.queue_length or max(20, needed)
+    bad = [item for item in args.server_env if "=" not in item]
+    if bad:
+        parser.error(f"--server-env takes NAME=VALUE, not {bad[0]!r}")
+    args.server_env_vars = dict(item.split("=", 1) for item in args.server_env)
     args.system_list = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(args.system_list) - set(SYSTEMS)
     if unknown:
@@ -828,8 +846,8 @@ def main(argv: list[str] | None = None) -> int:
         "client); 'from answer' = minus the moment its answer was read (lower bound, can be negative).",
     ]
     ok = all("error" not in s for s in scenarios)
-    if args.quick:
-        path = harness.OUT_DIR / "stream_capacity-quick.json"
+    if args.quick or args.result_file:
+        path = Path(args.result_file) if args.result_file else harness.OUT_DIR / "stream_capacity-quick.json"
         env["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
         path.write_text(json.dumps({"section": SECTION, "title": TITLE, "order": ORDER,
                                     "renderer": "bench.stream_capacity:render", "command": harness.command_line(),
