@@ -2,7 +2,6 @@
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from hms.appointments import queries, service
 from hms.appointments.schemas import (
@@ -18,6 +17,7 @@ from hms.appointments.schemas import (
     StatusChangeSchema,
 )
 from hms.auth.access import ANY_ROLE, STAFF, allow, current_identity
+from hms.core.blueprint import Blueprint
 from hms.core.fields import PageQuery
 from hms.core.time import clinic_today
 

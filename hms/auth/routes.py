@@ -3,11 +3,11 @@
 from flask import current_app, request
 from flask.views import MethodView
 from flask_limiter.util import get_remote_address
-from flask_smorest import Blueprint
 
 from hms.auth import service
 from hms.auth.access import ANY_ROLE, allow, current_identity, public
 from hms.auth.schemas import LoginSchema, TokenSchema, UserPublicSchema
+from hms.core.blueprint import Blueprint
 from hms.extensions import limiter
 
 blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Sign-in and identity")

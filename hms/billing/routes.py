@@ -8,7 +8,6 @@ same status and body, marked with `Idempotent-Replayed: true`.
 
 from flask import jsonify
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from hms.auth.access import STAFF, allow, current_identity
 from hms.billing import service
@@ -24,6 +23,7 @@ from hms.billing.schemas import (
     RefundInSchema,
     VoidInSchema,
 )
+from hms.core.blueprint import Blueprint
 from hms.core.fields import PageQuery
 
 blp = Blueprint("billing", __name__, url_prefix="/api", description="billing")

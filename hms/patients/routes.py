@@ -1,9 +1,9 @@
 """HTTP routes of the patients domain: register, search, read and update patients."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from hms.auth.access import allow
+from hms.core.blueprint import Blueprint
 from hms.patients import service
 from hms.patients.schemas import (
     PatientCreateSchema,

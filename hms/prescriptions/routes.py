@@ -1,9 +1,9 @@
 """HTTP routes of the prescriptions domain."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from hms.auth.access import STAFF, allow, current_identity
+from hms.core.blueprint import Blueprint
 from hms.core.fields import PageQuery
 from hms.prescriptions import service
 from hms.prescriptions.schemas import PrescriptionCreateSchema, PrescriptionPageSchema, PrescriptionSchema

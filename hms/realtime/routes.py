@@ -1,9 +1,9 @@
 """GET /api/queue/<doctor_id>/stream: the live queue as Server-Sent Events."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from hms.auth.access import ANY_ROLE, allow, current_identity
+from hms.core.blueprint import Blueprint
 from hms.realtime import service
 from hms.realtime.stream import sse_response
 

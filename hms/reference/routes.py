@@ -5,9 +5,9 @@ change, delete) of one resource; every method declares its roles with @allow.
 """
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from hms.auth.access import STAFF, allow
+from hms.core.blueprint import Blueprint
 from hms.core.fields import SearchPageQuery
 from hms.reference import service
 from hms.reference.schemas import schemas_for

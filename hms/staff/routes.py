@@ -1,9 +1,9 @@
 """HTTP routes of the staff domain: staff accounts (admin) and the doctor directory."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from hms.auth.access import STAFF, allow, current_identity
+from hms.core.blueprint import Blueprint
 from hms.staff import service
 from hms.staff.schemas import (
     DoctorPageSchema,
