@@ -3,17 +3,18 @@
 A prescription, its items and the PRESCRIPTION_ADDED event are one transaction. Reads
 load a prescription with its items, medicines and instructions in a fixed number of
 statements (one for the prescriptions, one for all their items with both joins). Writing
-one answers what it wrote (the medicines and instructions read to check them), without
-reading it back.
+one runs prebuilt Core statements and answers what it wrote (the medicines and
+instructions read to check them), without reading it back.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import joinedload, load_only, selectinload
-from sqlalchemy.orm.attributes import set_committed_value
+from types import SimpleNamespace
 
-from hms.appointments.events import add_event
+from sqlalchemy import Select, bindparam, insert, select
+from sqlalchemy.orm import joinedload, load_only, selectinload
+
+from hms.appointments.events import record_event
 from hms.appointments.models import COMPLETED, IN_CONSULTATION, Appointment
 from hms.auth.service import Identity
 from hms.core.pagination import Page, paginate
@@ -64,29 +65,40 @@ def _unknown(index: int, field: str, what: str) -> ValidationFailed:
     return ValidationFailed(message, errors={"json": {"items": {str(index): {field: [message]}}}})
 
 
+# Prebuilt statements of the write (a prescription per consultation: a hot path).
+_appointments = Appointment.__table__
+_medicines = Medicine.__table__
+_instructions = MedicineInstruction.__table__
+_prescriptions = Prescription.__table__
+_items = PrescriptionItem.__table__
+# FOR SHARE: the appointment cannot change status until this prescription commits.
+_APPOINTMENT_FOR_SHARE = (
+    select(_appointments.c.id, _appointments.c.doctor_id, _appointments.c.patient_id, _appointments.c.status)
+    .where(_appointments.c.id == bindparam("appointment_id"))
+    .with_for_update(read=True)
+)
+_MEDICINES = select(_medicines.c.id, _medicines.c.name, _medicines.c.strength, _medicines.c.form).where(
+    _medicines.c.id.in_(bindparam("ids", expanding=True))
+)
+_INSTRUCTIONS = select(_instructions.c.id, _instructions.c.text).where(
+    _instructions.c.id.in_(bindparam("ids", expanding=True))
+)
+_INSERT_PRESCRIPTION = insert(_prescriptions).returning(_prescriptions.c.id, _prescriptions.c.created_at)
+_INSERT_ITEMS = insert(_items).returning(_items.c.id, sort_by_parameter_order=True)
+_ITEM_FIELDS = ("medicine_id", "instruction_id", "dosage", "frequency", "duration_days", "quantity")
+
+
 def _references(items: list[dict]) -> tuple[dict, dict]:
     """Every medicine and instruction exists: one query each, whatever the number of items.
-    Returns them by id ({id: Medicine}, {id: MedicineInstruction}) with the columns an
-    answer shows."""
-    medicine_ids = {item["medicine_id"] for item in items}
-    instruction_ids = {item["instruction_id"] for item in items if item.get("instruction_id") is not None}
-    medicines = {
-        medicine.id: medicine
-        for medicine in db.session.scalars(
-            select(Medicine)
-            .where(Medicine.id.in_(medicine_ids))
-            .options(load_only(Medicine.id, Medicine.name, Medicine.strength, Medicine.form))
-        )
-    }
+    Returns them by id ({id: row}, {id: row}) with the columns an answer shows."""
+    connection = db.session.connection()
+    medicine_ids = sorted({item["medicine_id"] for item in items})
+    instruction_ids = sorted(
+        {item["instruction_id"] for item in items if item.get("instruction_id") is not None}
+    )
+    medicines = {row.id: row for row in connection.execute(_MEDICINES, {"ids": medicine_ids})}
     instructions = (
-        {
-            instruction.id: instruction
-            for instruction in db.session.scalars(
-                select(MedicineInstruction)
-                .where(MedicineInstruction.id.in_(instruction_ids))
-                .options(load_only(MedicineInstruction.id, MedicineInstruction.text))
-            )
-        }
+        {row.id: row for row in connection.execute(_INSTRUCTIONS, {"ids": instruction_ids})}
         if instruction_ids
         else {}
     )
@@ -99,15 +111,14 @@ def _references(items: list[dict]) -> tuple[dict, dict]:
     return medicines, instructions
 
 
-def create_prescription(appointment_id: int, data: dict, identity: Identity) -> Prescription:
+def create_prescription(appointment_id: int, data: dict, identity: Identity) -> SimpleNamespace:
+    """Write the prescription, its items and the event (one transaction) and answer what
+    was written, with each item's medicine and instruction (not read back)."""
     try:
-        # FOR SHARE: the appointment cannot change status until this prescription commits.
-        appointment = db.session.scalar(
-            select(Appointment)
-            .where(Appointment.id == appointment_id)
-            .with_for_update(read=True)
-            .execution_options(populate_existing=True)
-        )
+        connection = db.session.connection()
+        appointment = connection.execute(
+            _APPOINTMENT_FOR_SHARE, {"appointment_id": appointment_id}
+        ).one_or_none()
         if appointment is None:
             raise NotFound("Appointment not found.")
         if appointment.doctor_id != identity.id:
@@ -117,44 +128,45 @@ def create_prescription(appointment_id: int, data: dict, identity: Identity) -> 
                 f"Prescriptions are written while IN_CONSULTATION or COMPLETED, not {appointment.status}."
             )
         medicines, instructions = _references(data["items"])
-        prescription = Prescription(
-            appointment_id=appointment.id,
-            doctor_id=identity.id,
-            patient_id=appointment.patient_id,
-            notes=data.get("notes"),
-        )
-        db.session.add(prescription)
-        db.session.flush()
-        items = [
-            PrescriptionItem(
-                prescription_id=prescription.id,
-                medicine_id=item["medicine_id"],
-                instruction_id=item.get("instruction_id"),
-                dosage=item["dosage"],
-                frequency=item["frequency"],
-                duration_days=item["duration_days"],
-                quantity=item["quantity"],
-            )
+        prescription_id, created_at = connection.execute(
+            _INSERT_PRESCRIPTION,
+            {
+                "appointment_id": appointment.id,
+                "doctor_id": identity.id,
+                "patient_id": appointment.patient_id,
+                "notes": data.get("notes"),
+            },
+        ).one()
+        rows = [
+            {"prescription_id": prescription_id, **{name: item.get(name) for name in _ITEM_FIELDS}}
             for item in data["items"]
         ]
-        db.session.add_all(items)
-        count = len(data["items"])
-        add_event(
+        item_ids = connection.execute(_INSERT_ITEMS, rows).scalars().all()
+        count = len(rows)
+        record_event(
             appointment.id,
             EVENT,
             identity.id,
-            description=f"Prescription {prescription.id} ({count} item{'s' if count != 1 else ''})",
+            description=f"Prescription {prescription_id} ({count} item{'s' if count != 1 else ''})",
         )
-        db.session.flush()
-        # The answer is what was just written, not read back: its items with their
-        # medicine and instruction, detached so that COMMIT does not expire them.
-        for item in items:
-            set_committed_value(item, "medicine", medicines[item.medicine_id])
-            set_committed_value(item, "instruction", instructions.get(item.instruction_id))
-        set_committed_value(prescription, "items", items)
-        db.session.expunge_all()
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
-    return prescription
+    return SimpleNamespace(
+        id=prescription_id,
+        appointment_id=appointment.id,
+        doctor_id=identity.id,
+        patient_id=appointment.patient_id,
+        notes=data.get("notes"),
+        created_at=created_at,
+        items=[
+            SimpleNamespace(
+                id=item_id,
+                medicine=medicines[row["medicine_id"]],
+                instruction=instructions.get(row["instruction_id"]),
+                **{name: row[name] for name in _ITEM_FIELDS},
+            )
+            for item_id, row in zip(item_ids, rows, strict=True)
+        ],
+    )
