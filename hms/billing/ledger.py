@@ -23,7 +23,6 @@ from decimal import Decimal
 
 from sqlalchemy import bindparam, case, event, func, insert, select, text, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from hms.billing.models import PAID, PARTIALLY_PAID, REFUND, UNPAID, VOID, Bill, BillItem, Payment
 from hms.core.db import next_value
@@ -178,9 +177,10 @@ _UPDATE_TOTALS = (
 )
 
 
-def store_totals(bill: Bill, *, total: Decimal, paid: Decimal) -> None:
-    """Like `set_totals`, written at once by one prebuilt UPDATE (the bill object is
-    brought up to date without becoming dirty): for payments and refunds."""
+def store_totals(bill, *, total: Decimal, paid: Decimal) -> None:
+    """Like `set_totals`, written at once by one prebuilt UPDATE, for payments and
+    refunds. `bill`: the locked bill's row as a plain object (id, status), updated in
+    place for the answer."""
     if paid > total or paid < ZERO:
         raise ValueError("paid must be within 0..total")  # callers check first; a bug otherwise
     status = bill_status(total, paid, bill.status or UNPAID)
@@ -188,13 +188,7 @@ def store_totals(bill: Bill, *, total: Decimal, paid: Decimal) -> None:
     db.session.connection().execute(
         _UPDATE_TOTALS, {"bill_id": bill.id, "total": total, "paid": paid, "due": due, "new_status": status}
     )
-    for name, value in (
-        ("total_amount", total),
-        ("paid_amount", paid),
-        ("due_amount", due),
-        ("status", status),
-    ):
-        set_committed_value(bill, name, value)
+    bill.total_amount, bill.paid_amount, bill.due_amount, bill.status = total, paid, due, status
 
 
 def _money(value) -> Decimal:

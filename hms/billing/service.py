@@ -1,13 +1,14 @@
 """Billing rules: opening bills, adding items, payments, refunds and voids.
 
-Every change runs under a lock on the bill (ledger.lock_bill) and recomputes the totals
-from the item and payment rows in the same transaction, so concurrent payments can never
-take a bill below zero due (a payment or refund sums the rows once under the lock and
-adds its own amount). Payments and refunds are append-only rows.
+Every change runs under a lock on the bill (SELECT ... FOR UPDATE) and recomputes the
+totals from the item and payment rows in the same transaction, so concurrent payments can
+never take a bill below zero due (a payment or refund reads the rows once under the lock,
+sums them and adds its own amount). Payments and refunds are append-only rows.
 
 Reads load a bill with its items and its payments (and who received them) in a fixed
 number of statements, whatever the number of rows: a bill is 3, a page of bills 4. A
-payment or refund answers the bill it locked with two more (its items, its payments).
+payment or refund answers from the rows it locked and read (the bill, its items, its
+payments with their receivers) plus what it wrote, in prebuilt Core statements.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from functools import wraps
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, insert, literal_column, or_, select
-from sqlalchemy.orm import joinedload, load_only, selectinload
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import Select, bindparam, insert, literal_column, or_, select
+from sqlalchemy.orm import load_only, selectinload
 
 from hms.appointments.events import record_event
 from hms.appointments.models import Appointment
@@ -31,14 +32,13 @@ from hms.billing.idempotency import StoredResponse
 from hms.billing.ledger import (
     LineItem,
     add_line_items,
-    ledger_sums,
     lock_bill,
     open_bill,
     recompute_totals,
     store_totals,
 )
 from hms.billing.models import PAID, PAYMENT, REFUND, VOID, Bill, BillItem, Payment
-from hms.billing.schemas import BillSchema
+from hms.billing.schemas import BillItemSchema, BillPaymentSchema, BillSchema
 from hms.core.fields import MONEY_MAX
 from hms.core.pagination import Page, paginate
 from hms.core.time import clinic_today
@@ -88,21 +88,6 @@ def load_bill(bill_id: int) -> Bill:
     bill = db.session.scalar(stmt)
     if bill is None:
         raise NotFound("Bill not found.")
-    return bill
-
-
-def _with_rows(bill: Bill) -> Bill:
-    """A bill already loaded (and locked) in this transaction, with its items and its
-    payments (and who received them) loaded: two statements, the bill is not re-read."""
-    items = db.session.scalars(select(BillItem).where(BillItem.bill_id == bill.id).order_by(BillItem.id))
-    payments = db.session.scalars(
-        select(Payment)
-        .where(Payment.bill_id == bill.id)
-        .options(joinedload(Payment.received_by).options(load_only(User.id, User.name)))
-        .order_by(Payment.id)
-    )
-    set_committed_value(bill, "items", list(items))
-    set_committed_value(bill, "payments", list(payments))
     return bill
 
 
@@ -308,18 +293,77 @@ def void_bill(bill_id: int, data: dict, identity: Identity) -> Bill:
 # ---- payments and refunds --------------------------------------------------------------
 
 
-_INSERT_PAYMENT = insert(Payment.__table__)
+# Payments and refunds run prebuilt Core statements on plain rows (a hot path: one
+# payment per visit). The bill is locked and read with its items and payments, the
+# totals are summed from those rows under the lock, and the answer is built from them.
+_bills, _bill_items, _payments, _users = Bill.__table__, BillItem.__table__, Payment.__table__, User.__table__
+_BILL_FOR_UPDATE = (
+    select(*(_bills.c[name] for name in BillSchema._declared_fields if name not in ("items", "payments")))
+    .where(_bills.c.id == bindparam("bill_id"))
+    .with_for_update()
+)
+_BILL_ITEMS = (
+    select(*(_bill_items.c[name] for name in BillItemSchema._declared_fields))
+    .where(_bill_items.c.bill_id == bindparam("bill_id"))
+    .order_by(_bill_items.c.id)
+)
+_BILL_PAYMENTS = (
+    select(
+        *(_payments.c[name] for name in BillPaymentSchema._declared_fields if name != "received_by"),
+        _users.c.id.label("receiver_id"),
+        _users.c.name.label("receiver_name"),
+    )
+    .select_from(_payments.join(_users, _users.c.id == _payments.c.received_by_id))
+    .where(_payments.c.bill_id == bindparam("bill_id"))
+    .order_by(_payments.c.id)
+)
+_INSERT_PAYMENT = insert(_payments).returning(_payments.c.id, _payments.c.created_at)
 
 
-def _record_payment(bill: Bill, data: dict, identity: Identity) -> None:
-    # Summed from the rows under the bill's lock: with this one added, paid grows by it.
-    total, paid = ledger_sums(bill.id)
+def _payment_row(row, receiver_id: int, receiver_name: str) -> SimpleNamespace:
+    fields = {
+        name: getattr(row, name) for name in BillPaymentSchema._declared_fields if name != "received_by"
+    }
+    return SimpleNamespace(**fields, received_by=SimpleNamespace(id=receiver_id, name=receiver_name))
+
+
+def _lock_with_rows(bill_id: int) -> SimpleNamespace:
+    """The bill (locked until the transaction ends: SELECT ... FOR UPDATE serializes every
+    payment, refund, void and item change of one bill) with its items and payments."""
+    connection = db.session.connection()
+    row = connection.execute(_BILL_FOR_UPDATE, {"bill_id": bill_id}).one_or_none()
+    if row is None:
+        raise NotFound("Bill not found.")
+    bill = SimpleNamespace(**row._mapping)
+    bill.items = [
+        SimpleNamespace(**item._mapping) for item in connection.execute(_BILL_ITEMS, {"bill_id": bill_id})
+    ]
+    bill.payments = [
+        _payment_row(payment, payment.receiver_id, payment.receiver_name)
+        for payment in connection.execute(_BILL_PAYMENTS, {"bill_id": bill_id})
+    ]
+    return bill
+
+
+def _sums(bill: SimpleNamespace) -> tuple[Decimal, Decimal]:
+    """(total, paid) from the rows themselves, never the stored copies."""
+    total = sum((item.amount for item in bill.items), Decimal("0.00"))
+    paid = sum(
+        (-payment.amount if payment.kind == REFUND else payment.amount for payment in bill.payments),
+        Decimal("0.00"),
+    )
+    return total, paid
+
+
+def _record_payment(bill: SimpleNamespace, data: dict, identity: Identity) -> None:
+    total, paid = _sums(bill)
     if bill.status == VOID:
         raise Conflict("A void bill takes no payments.")
     due = total - paid
     if data["amount"] > due:
         raise ValidationFailed.field("amount", f"More than the due amount ({due}).")
     _insert_payment(bill, data, identity, PAYMENT)
+    # The rows were summed under the bill's lock: with this one added, paid grows by it.
     store_totals(bill, total=total, paid=paid + data["amount"])
     if bill.appointment_id is not None:
         record_event(
@@ -330,8 +374,8 @@ def _record_payment(bill: Bill, data: dict, identity: Identity) -> None:
         )
 
 
-def _record_refund(bill: Bill, data: dict, identity: Identity) -> None:
-    total, paid = ledger_sums(bill.id)
+def _record_refund(bill: SimpleNamespace, data: dict, identity: Identity) -> None:
+    total, paid = _sums(bill)
     if bill.status == VOID:
         raise Conflict("A void bill has nothing to refund.")
     if data["amount"] > paid:
@@ -340,26 +384,26 @@ def _record_refund(bill: Bill, data: dict, identity: Identity) -> None:
     store_totals(bill, total=total, paid=paid - data["amount"])
 
 
-def _insert_payment(bill: Bill, data: dict, identity: Identity, kind: str) -> None:
-    """One prebuilt INSERT on the session's connection (payments are a hot path)."""
-    db.session.connection().execute(
-        _INSERT_PAYMENT,
-        {
-            "bill_id": bill.id,
-            "kind": kind,
-            "amount": data["amount"],
-            "method": data["method"],
-            "reference": data.get("reference"),
-            "reason": data.get("reason") if kind == REFUND else None,
-            "received_by_id": identity.id,
-        },
-    )
+def _insert_payment(bill: SimpleNamespace, data: dict, identity: Identity, kind: str) -> None:
+    """Insert the row and add it to the bill's payments (for the answer)."""
+    values = {
+        "bill_id": bill.id,
+        "kind": kind,
+        "amount": data["amount"],
+        "method": data["method"],
+        "reference": data.get("reference"),
+        "reason": data.get("reason") if kind == REFUND else None,
+        "received_by_id": identity.id,
+    }
+    payment_id, created_at = db.session.connection().execute(_INSERT_PAYMENT, values).one()
+    row = SimpleNamespace(**values, id=payment_id, created_at=created_at)
+    bill.payments.append(_payment_row(row, identity.id, identity.name))
 
 
 @_rollback_on_error
 def _move_money(
     operation: str,
-    work: Callable[[Bill, dict, Identity], None],
+    work: Callable[[SimpleNamespace, dict, Identity], None],
     bill_id: int,
     data: dict,
     identity: Identity,
@@ -375,10 +419,9 @@ def _move_money(
             db.session.rollback()  # a replay writes nothing; end the read transaction
             return claimed
         record = claimed
-    bill = _locked(bill_id)
+    bill = _lock_with_rows(bill_id)
     work(bill, data, identity)
-    db.session.flush()
-    body = _BILL_SCHEMA.dump(_with_rows(bill))
+    body = _BILL_SCHEMA.dump(bill)
     if record is not None:
         idempotency.complete(record, 201, body)
     record_id = record.id if record is not None else None
