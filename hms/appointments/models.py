@@ -17,6 +17,13 @@ CANCELLED = "CANCELLED"
 NO_SHOW = "NO_SHOW"
 STATUSES = (WAITING, IN_CONSULTATION, COMPLETED, CANCELLED, NO_SHOW)
 ACTIVE_STATUSES = (WAITING, IN_CONSULTATION)
+# The same, as a literal SQL condition for the prebuilt statements of the hot paths: an
+# IN of bound values is an "expanding" parameter that SQLAlchemy re-renders into the SQL
+# text on every execution (measured: about 55 us per statement); the literal costs
+# nothing per execution, and the planner sees the values.
+ACTIVE_STATUS_SQL = "appointments.status IN ({})".format(
+    ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
+)
 APPOINTMENT_TYPES = ("NEW", "FOLLOW_UP")
 
 EVENT_TYPES = (

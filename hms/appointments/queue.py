@@ -22,7 +22,7 @@ from datetime import date, datetime
 from flask import current_app
 from sqlalchemy import and_, bindparam, select, text
 
-from hms.appointments.models import ACTIVE_STATUSES, IN_CONSULTATION, WAITING, Appointment, QueueDay
+from hms.appointments.models import ACTIVE_STATUS_SQL, IN_CONSULTATION, WAITING, Appointment, QueueDay
 from hms.core.cache import cache_get_many, cache_set
 from hms.core.time import utcnow
 from hms.errors import NotFound
@@ -101,7 +101,7 @@ _SNAPSHOT_ROWS = (
             and_(
                 _a.c.doctor_id == _q.c.doctor_id,
                 _a.c.appointment_date == _q.c.queue_date,
-                _a.c.status.in_(ACTIVE_STATUSES),
+                text(ACTIVE_STATUS_SQL),
             ),
         ).outerjoin(_p, _p.c.id == _a.c.patient_id)
     )

@@ -29,7 +29,7 @@ from sqlalchemy import Date, bindparam, case, func, insert, select, text, update
 
 from hms.appointments.events import record_event
 from hms.appointments.models import (
-    ACTIVE_STATUSES,
+    ACTIVE_STATUS_SQL,
     CANCELLED,
     COMPLETED,
     IN_CONSULTATION,
@@ -85,7 +85,7 @@ def _active_sql():
     return (
         _appointments.c.doctor_id == bindparam("q_doctor"),
         _appointments.c.appointment_date == bindparam("q_date"),
-        _appointments.c.status.in_(ACTIVE_STATUSES),
+        text(ACTIVE_STATUS_SQL),
     )
 
 
