@@ -63,7 +63,8 @@ def _gc_thresholds(value: str) -> tuple[int, int, int] | None:
 # With Python's thresholds (700,10,10) a worker busy with requests ran a full collection
 # every few seconds, each walking every object of every open stream: with 5,000 streams
 # per worker that was 8% of its CPU and pauses of up to 290 ms, during which no stream
-# was written and no request answered (bench.stream_capacity, BENCHMARKS.md). Larger
+# was written and no request answered (measured when a write still cost the workers
+# 14-16 ms; with today's cheaper writes bench.stream_gc shows no difference). Larger
 # thresholds let request garbage die by reference counting before a collection ever
 # looks at it, and gc.freeze() (after the app is loaded) keeps the imported modules out
 # of every collection. Objects in reference cycles are still collected, later.
