@@ -27,7 +27,7 @@ from types import SimpleNamespace
 
 from sqlalchemy import Date, bindparam, case, func, insert, select, text, update
 
-from hms.appointments.events import record_event
+from hms.appointments.events import event_row, record_event, record_events
 from hms.appointments.models import (
     ACTIVE_STATUS_SQL,
     CANCELLED,
@@ -36,7 +36,6 @@ from hms.appointments.models import (
     NO_SHOW,
     WAITING,
     Appointment,
-    AppointmentEvent,
     QueueDay,
 )
 from hms.appointments.queries import APPOINTMENT_FIELDS, appointment_dict
@@ -147,7 +146,6 @@ _SOMEONE_IN_ROOM = (
 )
 # SET whichever columns the parameters name (besides appointment_id).
 _UPDATE_APPOINTMENT = update(_appointments).where(_appointments.c.id == bindparam("appointment_id"))
-_INSERT_EVENT = insert(AppointmentEvent.__table__)
 # Booking: does the patient exist, and which categories do the fees go under?
 _BOOKING_LOOKUP = select(
     select(Patient.__table__.c.id).where(Patient.__table__.c.id == bindparam("patient_id")).scalar_subquery(),
@@ -334,7 +332,7 @@ def change_status(appointment_id: int, status: str, reason: str | None, identity
         )
         events: list[dict] = []
         _transition(appointment, status, identity.id, reason, events)
-        connection.execute(_INSERT_EVENT, events)
+        record_events(events)
         result = appointment_dict(appointment)
         snapshot = _snapshot_for_streams(doctor_id, queue_date, watched)
     _after_queue_change(doctor_id, queue_date, version, snapshot, watched=watched)
@@ -372,7 +370,7 @@ def call_next(doctor_id: int, identity: Identity) -> EncodedSnapshot:
             raise Conflict("Nobody is waiting in this queue.")
         # The room is free: emptied just now, or nobody was in it (read under the lock).
         _transition(first_waiting, IN_CONSULTATION, identity.id, None, events, room_free=True)
-        connection.execute(_INSERT_EVENT, events)  # both events in one INSERT
+        record_events(events)  # both events in one INSERT
         # Read under the queue lock, just before the commit: exactly the committed state.
         snapshot = build_snapshot(doctor_id, today)
     return _after_queue_change(doctor_id, today, version, snapshot)
@@ -430,12 +428,7 @@ def _transition(
     for name, value in changes.items():
         setattr(appointment, name, value)
     events.append(
-        {
-            "appointment_id": appointment.id,
-            "event_type": event_type,
-            "from_status": source,
-            "to_status": target,
-            "description": reason,
-            "performed_by_id": actor_id,
-        }
+        event_row(
+            appointment.id, event_type, actor_id, from_status=source, to_status=target, description=reason
+        )
     )

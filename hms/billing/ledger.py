@@ -155,8 +155,9 @@ def bill_status(total: Decimal, paid: Decimal, current: str) -> str:
     return PARTIALLY_PAID
 
 
-def set_totals(bill: Bill, *, total: Decimal, paid: Decimal) -> None:
-    """total = sum of items, paid = payments - refunds, due = total - paid, status from them."""
+def set_totals(bill, *, total: Decimal, paid: Decimal) -> None:
+    """total = sum of items, paid = payments - refunds, due = total - paid, status from them
+    (`bill`: a Bill, or any object with those attributes)."""
     if paid > total or paid < ZERO:
         raise ValueError("paid must be within 0..total")  # callers check first; a bug otherwise
     bill.total_amount = total
@@ -178,17 +179,20 @@ _UPDATE_TOTALS = (
 
 
 def store_totals(bill, *, total: Decimal, paid: Decimal) -> None:
-    """Like `set_totals`, written at once by one prebuilt UPDATE, for payments and
+    """`set_totals`, then written at once by one prebuilt UPDATE, for payments and
     refunds. `bill`: the locked bill's row as a plain object (id, status), updated in
     place for the answer."""
-    if paid > total or paid < ZERO:
-        raise ValueError("paid must be within 0..total")  # callers check first; a bug otherwise
-    status = bill_status(total, paid, bill.status or UNPAID)
-    due = total - paid
+    set_totals(bill, total=total, paid=paid)
     db.session.connection().execute(
-        _UPDATE_TOTALS, {"bill_id": bill.id, "total": total, "paid": paid, "due": due, "new_status": status}
+        _UPDATE_TOTALS,
+        {
+            "bill_id": bill.id,
+            "total": bill.total_amount,
+            "paid": bill.paid_amount,
+            "due": bill.due_amount,
+            "new_status": bill.status,
+        },
     )
-    bill.total_amount, bill.paid_amount, bill.due_amount, bill.status = total, paid, due, status
 
 
 def _money(value) -> Decimal:
