@@ -109,8 +109,11 @@ def open_queue_stream(doctor_id: int, identity: Identity) -> QueueStream:
     try:
         # In the request's own session (a second one would wait on SQLite's write lock
         # that the first holds since authentication), given back before streaming.
+        day = today()
         try:
-            first = queue_snapshot(doctor_id, date.fromisoformat(today()), masked)
+            first = broker.memo.share(
+                (doctor_id, day, masked), queue_snapshot(doctor_id, date.fromisoformat(day), masked)
+            )
         finally:
             db.session.remove()
         lease = slots.acquire(
@@ -127,7 +130,7 @@ def open_queue_stream(doctor_id: int, identity: Identity) -> QueueStream:
     return QueueStream(
         doctor_id=doctor_id,
         masked=masked,
-        first_snapshot=first,
+        first=first,
         subscription=subscription,
         broker=broker,
         lease=lease,

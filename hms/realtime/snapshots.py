@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from functools import lru_cache
 from typing import NamedTuple
 
 
@@ -19,6 +20,12 @@ def format_event(snapshot: dict, retry_ms: int | None = None) -> str:
     data = json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False)
     head = f"retry: {retry_ms}\n" if retry_ms is not None else ""
     return f"{head}id: {snapshot['version']}\nevent: queue\ndata: {data}\n\n"
+
+
+@lru_cache(maxsize=16)
+def retry_line(retry_ms: int) -> bytes:
+    """The `retry:` field a stream opens with, one bytes object per value per process."""
+    return f"retry: {retry_ms}\n".encode()
 
 
 class Encoded(NamedTuple):
@@ -68,6 +75,26 @@ class SnapshotMemo:
                 return False
             self._latest[key] = (0.0, encoded)
             return True
+
+    def share(self, key: tuple, snapshot: dict) -> Encoded:
+        """The encoded event of a snapshot just read for a new stream: the memo's own
+        object when it holds that very version (every stream of a doctor that opens
+        between two changes writes the same bytes), else a new one, kept if newer.
+
+        Sharing matters for memory, not only for speed: the server's write loop keeps
+        the last chunk it wrote referenced while the stream waits, so a first event
+        encoded per stream would stay alive in every idle stream until its next write."""
+        version, day = int(snapshot["version"]), str(snapshot["date"])
+        with self._key_lock(key):
+            entry = self._latest.get(key)
+            if entry is not None and entry[1].version == version and entry[1].date == day:
+                return entry[1]
+            encoded = encode(snapshot)
+            if entry is None or entry[1].date != day or entry[1].version < version:
+                # Read at some moment before now: like an offered one, it never satisfies
+                # a resync (`since`).
+                self._latest[key] = (0.0, encoded)
+            return encoded
 
     def get(
         self, key: tuple, load: Callable[[], dict], min_version: int | None = None, since: float | None = None
