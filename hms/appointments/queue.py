@@ -66,6 +66,11 @@ def _snapshot_key(doctor_id: int, queue_date: date, masked: bool) -> str:
     return f"queue:{doctor_id}:{queue_date.isoformat()}:{'masked' if masked else 'full'}"
 
 
+def snapshot_cache_keys(doctor_id: int, queue_date: date, masked: bool) -> tuple[str, str]:
+    """The keys a cached snapshot read fetches, in one round trip: the tag, the snapshot."""
+    return _tag_key(doctor_id, queue_date), _snapshot_key(doctor_id, queue_date, masked)
+
+
 def _store(doctor_id: int, queue_date: date, tag: str, snapshot: dict, masked: bool) -> EncodedSnapshot:
     """Encode a snapshot (compact JSON, as jsonify sends it) and cache it under `tag`."""
     encoded = EncodedSnapshot(current_app.json.dumps(snapshot, separators=(",", ":")), snapshot)
@@ -159,9 +164,7 @@ def encoded_queue_snapshot(doctor_id: int, queue_date: date, masked: bool) -> En
     is never served after the write that replaced the tag. The cache holds the encoded
     text, so a hit is neither unpickled into objects nor encoded again.
     """
-    tag, stored = cache_get_many(
-        _tag_key(doctor_id, queue_date), _snapshot_key(doctor_id, queue_date, masked)
-    )
+    tag, stored = cache_get_many(*snapshot_cache_keys(doctor_id, queue_date, masked))
     if tag is not None and isinstance(stored, tuple) and stored[0] == tag:
         return EncodedSnapshot(stored[1])
     tag = tag or _new_tag(doctor_id, queue_date)

@@ -1,6 +1,6 @@
 """HTTP routes of the appointments domain: booking, status changes, reads and the queue."""
 
-from flask import current_app
+from flask import current_app, request
 from flask.views import MethodView
 
 from hms.appointments import queries, service
@@ -16,7 +16,7 @@ from hms.appointments.schemas import (
     QueueSnapshotSchema,
     StatusChangeSchema,
 )
-from hms.auth.access import ANY_ROLE, STAFF, allow, current_identity
+from hms.auth.access import ANY_ROLE, STAFF, allow, current_identity, reads_with_identity
 from hms.core.blueprint import Blueprint
 from hms.core.fields import PageQuery
 from hms.core.time import clinic_today
@@ -128,9 +128,17 @@ def _snapshot_response(snapshot):
     return current_app.response_class(snapshot.json + "\n", mimetype="application/json")
 
 
+def _snapshot_keys(doctor_id: int) -> tuple[str, ...]:
+    """Today's unmasked snapshot (what staff read), to be read with the identity."""
+    if "date" in request.args:
+        return ()
+    return service.snapshot_cache_keys(doctor_id, clinic_today(), masked=False)
+
+
 @blp.route("/queue/<id:doctor_id>")
 class QueueResource(MethodView):
     @allow(*ANY_ROLE)
+    @reads_with_identity(_snapshot_keys)
     @blp.doc(description=SNAPSHOT_RULES)
     @blp.arguments(QueueQuery, location="query")
     @blp.response(200, QueueSnapshotSchema)

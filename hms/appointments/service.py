@@ -45,6 +45,7 @@ from hms.appointments.queue import (
     encoded_queue_snapshot,
     invalidate_queue,
     queue_snapshot,
+    snapshot_cache_keys,
 )
 from hms.auth.service import Identity
 from hms.billing.ledger import LineItem, open_bill
@@ -56,7 +57,14 @@ from hms.realtime.broker import notify_queue_changed, streams_want_events
 from hms.reference.models import Category
 from hms.staff.service import get_doctor_fees
 
-__all__ = ["book_appointment", "call_next", "change_status", "encoded_queue_snapshot", "queue_snapshot"]
+__all__ = [
+    "book_appointment",
+    "call_next",
+    "change_status",
+    "encoded_queue_snapshot",
+    "queue_snapshot",
+    "snapshot_cache_keys",
+]
 
 MAX_DAYS_AHEAD = 365
 CONSULTATION_CATEGORY = "Consultation"

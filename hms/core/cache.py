@@ -16,16 +16,52 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from flask import g, has_app_context
+
 from hms.extensions import cache
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _MISSING = object()
+_ALONG = "_hms_cache_along"  # g attribute: [keys to add to the next read, {key: value read along}]
+
+
+def fetch_along(*keys: str) -> None:
+    """Keys this request will read soon: they are added to its next cache read, so they
+    cost no round trip of their own (e.g. the queue snapshot's keys ride along with the
+    caller's identity, read first, by authentication).
+
+    Each value read along is handed out once, to a later read of exactly those keys, and
+    everything read along is dropped at the request's first cache write or delete: a
+    value is never older than the moment it was read, as if it had been read then."""
+    if keys and has_app_context():
+        setattr(g, _ALONG, [keys, {}])
+
+
+def _read(keys: tuple[str, ...]) -> list[Any]:
+    along = g.get(_ALONG) if has_app_context() else None
+    if along is None:
+        return list(cache.get_many(*keys))
+    wanted, have = along
+    if wanted:
+        along[0] = ()
+        extra = [key for key in wanted if key not in keys]
+        values = list(cache.get_many(*keys, *extra))
+        have.update(zip(extra, values[len(keys) :], strict=True))
+        return values[: len(keys)]
+    if all(key in have for key in keys):
+        return [have.pop(key) for key in keys]
+    return list(cache.get_many(*keys))
+
+
+def _forget_along() -> None:
+    if has_app_context():
+        g.pop(_ALONG, None)
 
 
 def cache_get(key: str) -> Any:
     try:
-        return cache.get(key)
+        return _read((key,))[0]
     except Exception:  # noqa: BLE001 - a cache outage must not fail the request
         log.warning("cache get failed for %s", key, exc_info=True)
         return None
@@ -34,13 +70,14 @@ def cache_get(key: str) -> Any:
 def cache_get_many(*keys: str) -> list[Any]:
     """Several keys in one round trip; None for each miss (or all, if the cache is down)."""
     try:
-        return list(cache.get_many(*keys))
+        return _read(keys)
     except Exception:  # noqa: BLE001
         log.warning("cache get_many failed for %s", keys, exc_info=True)
         return [None] * len(keys)
 
 
 def cache_set(key: str, value: Any, timeout: int) -> None:
+    _forget_along()
     try:
         cache.set(key, value, timeout=timeout)
     except Exception:  # noqa: BLE001
@@ -48,6 +85,7 @@ def cache_set(key: str, value: Any, timeout: int) -> None:
 
 
 def cache_delete(*keys: str) -> None:
+    _forget_along()
     try:
         cache.delete_many(*keys)
     except Exception:  # noqa: BLE001

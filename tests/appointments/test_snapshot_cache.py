@@ -27,3 +27,43 @@ def test_cached_snapshot_is_replaced_by_the_next_write(app, reception, dr, new_p
     after = reception.get(f"/api/queue/{dr.id}").get_json()
     assert after["version"] > before["version"]
     assert [e["token"] for e in after["entries"]] == [1, 2]
+
+
+def _count_cache_reads(monkeypatch):
+    from hms.extensions import cache
+
+    reads = []
+    get, get_many = cache.get, cache.get_many
+
+    def counted_get(key):
+        reads.append((key,))
+        return get(key)
+
+    def counted_get_many(*keys):
+        reads.append(keys)
+        return get_many(*keys)
+
+    monkeypatch.setattr(cache, "get", counted_get)
+    monkeypatch.setattr(cache, "get_many", counted_get_many)
+    return reads
+
+
+def test_a_cached_snapshot_and_the_callers_identity_are_one_cache_round_trip(
+    app, reception, display, dr, new_patient, monkeypatch
+):
+    book_ok(reception, new_patient("Asha Kumar"), dr.id)
+    staff_view = reception.get(f"/api/queue/{dr.id}").get_json()
+    display.get(f"/api/queue/{dr.id}")  # warm: the identities and both forms are cached
+    reads = _count_cache_reads(monkeypatch)
+    assert reception.get(f"/api/queue/{dr.id}").get_json() == staff_view
+    assert len(reads) == 1
+    assert reads[0][0].startswith("identity:") and any(k.startswith("queue:") for k in reads[0])
+    # The display's masked form is not guessed before its role is known: a second read.
+    reads.clear()
+    masked = display.get(f"/api/queue/{dr.id}").get_json()
+    assert "name" not in masked["entries"][0]["patient"]
+    assert len(reads) == 2
+    # Another date is not read along either, and is still answered.
+    reads.clear()
+    assert reception.get(f"/api/queue/{dr.id}?date=2020-01-01").status_code == 200
+    assert not any(k.startswith("queue:") for k in reads[0])

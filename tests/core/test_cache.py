@@ -37,3 +37,50 @@ def test_nothing_is_stored_for_a_missing_row(app):
     with app.app_context():
         assert cached_in_generation("things", "thing:2", 60, lambda: None) is None
         assert cached_in_generation("things", "thing:2", 60, lambda: "created") == "created"
+
+
+def _count_reads(monkeypatch):
+    from hms.extensions import cache
+
+    reads = []
+    get_many = cache.get_many
+
+    def counted(*keys):
+        reads.append(keys)
+        return get_many(*keys)
+
+    monkeypatch.setattr(cache, "get_many", counted)
+    return reads
+
+
+def test_keys_fetched_along_ride_with_the_next_read_and_are_served_once(app, monkeypatch):
+    from hms.core.cache import cache_get, cache_get_many, fetch_along
+
+    with app.app_context():
+        cache_set("a", 1, 60)
+        cache_set("b", 2, 60)
+        cache_set("c", 3, 60)
+    reads = _count_reads(monkeypatch)
+    with app.test_request_context():
+        fetch_along("b", "c")
+        assert cache_get("a") == 1
+        assert reads == [("a", "b", "c")]
+        assert cache_get_many("b", "c") == [2, 3]
+        assert len(reads) == 1  # no round trip of their own
+        assert cache_get_many("b", "c") == [2, 3]  # served once: the next read asks again
+        assert len(reads) == 2
+
+
+def test_a_write_drops_what_was_read_along(app, monkeypatch):
+    from hms.core.cache import cache_get, fetch_along
+
+    with app.app_context():
+        cache_set("a", 1, 60)
+        cache_set("b", "old", 60)
+    reads = _count_reads(monkeypatch)
+    with app.test_request_context():
+        fetch_along("b")
+        cache_get("a")
+        cache_set("b", "new", 60)
+        assert cache_get("b") == "new"
+        assert len(reads) == 2
