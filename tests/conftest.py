@@ -64,7 +64,7 @@ def _clean_state(request):
     if "app" not in request.fixturenames:
         return
     app = request.getfixturevalue("app")
-    from hms.auth.service import local_identities
+    from hms.auth.service import VERIFIED_TOKENS_KEY, local_identities
     from hms.extensions import cache, db, limiter
 
     with app.app_context():
@@ -78,6 +78,7 @@ def _clean_state(request):
                     conn.execute(text(f"DELETE FROM {name}"))
         cache.clear()
         local_identities.clear()
+        app.extensions.pop(VERIFIED_TOKENS_KEY, None)
         limiter.reset()
 
 

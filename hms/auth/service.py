@@ -137,12 +137,37 @@ def issue_token(identity: Identity) -> dict:
     }
 
 
-def identity_from_token(token: str) -> Identity | None:
-    try:
-        user_id, epoch = _serializer().loads(token, max_age=current_app.config["TOKEN_TTL_SECONDS"])
-    except (SignatureExpired, BadSignature, ValueError, TypeError):
+VERIFIED_TOKENS_KEY = "hms.auth.verified_tokens"
+_MAX_VERIFIED_TOKENS = 10_000
+
+
+def _verified_claims(token: str) -> tuple[int, int] | None:
+    """(user id, token epoch) of a validly signed, unexpired token, else None.
+
+    The signature is checked once per token per worker: a signed token never changes,
+    so what it says is kept (by the exact token text, with its signing time), and only
+    the expiry is checked again on later requests. Whether the account is still active
+    and the epoch still current is not kept here: that is `_current`'s check, every time."""
+    ttl = current_app.config["TOKEN_TTL_SECONDS"]
+    verified = current_app.extensions.setdefault(VERIFIED_TOKENS_KEY, {})
+    claims = verified.get(token)
+    if claims is None:
+        try:
+            (user_id, epoch), signed_at = _serializer().loads(token, max_age=ttl, return_timestamp=True)
+        except (SignatureExpired, BadSignature, ValueError, TypeError):
+            return None
+        if len(verified) >= _MAX_VERIFIED_TOKENS:
+            verified.clear()
+        claims = verified[token] = (user_id, epoch, signed_at.timestamp())
+    age = time.time() - claims[2]
+    if age > ttl or age < 0:
         return None
-    return _current(user_id, epoch)
+    return claims[0], claims[1]
+
+
+def identity_from_token(token: str) -> Identity | None:
+    claims = _verified_claims(token)
+    return None if claims is None else _current(*claims)
 
 
 def identity_from_session(session: dict) -> Identity | None:

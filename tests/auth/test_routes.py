@@ -70,6 +70,33 @@ def test_expired_token_is_401(app, client, make_user):
         app.config["TOKEN_TTL_SECONDS"] = 3600
 
 
+def test_a_token_is_verified_once_and_still_expires(app, client, make_user, monkeypatch):
+    from itsdangerous import URLSafeTimedSerializer
+
+    from tests.conftest import token_for
+
+    token = token_for(app, make_user("doctor"))
+    headers = {"Authorization": f"Bearer {token}"}
+    verifications = []
+    loads = URLSafeTimedSerializer.loads
+
+    def counted(self, *args, **kwargs):
+        verifications.append(1)
+        return loads(self, *args, **kwargs)
+
+    monkeypatch.setattr(URLSafeTimedSerializer, "loads", counted)
+    assert client.get("/api/auth/me", headers=headers).status_code == 200
+    assert client.get("/api/auth/me", headers=headers).status_code == 200
+    assert len(verifications) == 1  # the signature is checked once per worker
+    # A tampered token is not the same text: verified (and refused) on its own.
+    assert client.get("/api/auth/me", headers={"Authorization": f"Bearer {token[:-2]}xx"}).status_code == 401
+    app.config["TOKEN_TTL_SECONDS"] = -1
+    try:  # the expiry is checked on every request, kept or not
+        assert client.get("/api/auth/me", headers=headers).status_code == 401
+    finally:
+        app.config["TOKEN_TTL_SECONDS"] = 3600
+
+
 def test_failed_logins_are_throttled_per_username(app, client, make_user):
     user = make_user("reception", password="right-pass")
     limit = int(app.config["LOGIN_LIMIT_PER_USERNAME"].split()[0])
