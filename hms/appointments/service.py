@@ -221,6 +221,36 @@ def _after_queue_change(
     return encoded
 
 
+_QUEUES_OF_PATIENT = (
+    select(_appointments.c.doctor_id, _appointments.c.appointment_date)
+    .where(
+        _appointments.c.patient_id == bindparam("patient_id"),
+        _appointments.c.appointment_date >= bindparam("from_date"),
+        text(ACTIVE_STATUS_SQL),
+    )
+    .distinct()
+    .order_by(_appointments.c.doctor_id, _appointments.c.appointment_date)
+)
+
+
+def touch_queues_of_patient(patient_id: int) -> list[tuple[int, date, int]]:
+    """Inside a transaction that changes what a queue snapshot shows of a patient (the
+    name): bump the version of every queue, today on, the patient waits or sits in, so
+    cached snapshots and the streams' last events are replaced. Locks those queues in
+    (doctor, date) order, as every other change locks them one at a time. Returns the
+    queues, for `announce_queue_changes` after the commit."""
+    rows = db.session.connection().execute(
+        _QUEUES_OF_PATIENT, {"patient_id": patient_id, "from_date": clinic_today()}
+    )
+    return [(doctor_id, day, _lock_queue(doctor_id, day)[1]) for doctor_id, day in rows.all()]
+
+
+def announce_queue_changes(queues: list[tuple[int, date, int]]) -> None:
+    """After COMMIT of `touch_queues_of_patient`'s transaction."""
+    for doctor_id, day, version in queues:
+        _after_queue_change(doctor_id, day, version)
+
+
 def _snapshot_for_streams(doctor_id: int, queue_date: date, watched: bool) -> dict | None:
     """Just before COMMIT, under the queue lock: the new snapshot if streams want it.
 

@@ -96,13 +96,22 @@ def get_patient(patient_id: int) -> Patient:
 
 
 def update_patient(patient_id: int, data: dict) -> Patient:
-    """Change some fields of a patient. The MRN never changes (the schema rejects it)."""
+    """Change some fields of a patient. The MRN never changes (the schema rejects it).
+
+    A new name shows at once in the queues the patient is in (today on): their versions
+    are bumped in the same transaction, and their snapshots replaced after the commit,
+    as for any queue change (the waiting-room display shows the initials)."""
+    from hms.appointments.service import announce_queue_changes, touch_queues_of_patient
+
     patient = get_patient(patient_id)
     changes = dict(data)
     _settle_age(changes, patient.date_of_birth, patient.age)
+    renamed = "name" in changes and changes["name"] != patient.name
     for field, value in changes.items():
         setattr(patient, field, value)
+    queues = touch_queues_of_patient(patient_id) if renamed else []
     db.session.commit()
+    announce_queue_changes(queues)
     return patient
 
 

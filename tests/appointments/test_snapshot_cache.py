@@ -67,3 +67,30 @@ def test_a_cached_snapshot_and_the_callers_identity_are_one_cache_round_trip(
     reads.clear()
     assert reception.get(f"/api/queue/{dr.id}?date=2020-01-01").status_code == 200
     assert not any(k.startswith("queue:") for k in reads[0])
+
+
+def test_a_renamed_patient_shows_at_once_in_the_queues_they_are_in(app, reception, display, dr, new_patient):
+    waiting = new_patient("Asha Kumar")
+    elsewhere = new_patient("Ravi Das")
+    book_ok(reception, waiting, dr.id)
+    before = reception.get(f"/api/queue/{dr.id}").get_json()  # cached now
+    masked_before = display.get(f"/api/queue/{dr.id}").get_json()
+    assert masked_before["entries"][0]["patient"]["initials"] == "A.K."
+    from hms.realtime.broker import QueueBroker
+
+    broker = QueueBroker.get(app)
+    mailbox = broker.subscribe(dr.id, masked=True)
+
+    assert reception.patch(f"/api/patients/{waiting}", json={"name": "Bina Sen"}).status_code == 200
+    wakeup = mailbox.wait(1.0)  # the open streams are told
+    broker.unsubscribe(mailbox)
+    assert wakeup is not None and max(wakeup.changes.values()) > before["version"]
+    after = reception.get(f"/api/queue/{dr.id}").get_json()
+    assert after["entries"][0]["patient"]["name"] == "Bina Sen"
+    assert after["version"] > before["version"]  # streams and clients see a change
+    assert display.get(f"/api/queue/{dr.id}").get_json()["entries"][0]["patient"]["initials"] == "B.S."
+
+    # Other fields, and patients in no queue, leave the queues alone.
+    assert reception.patch(f"/api/patients/{waiting}", json={"phone": "9876543210"}).status_code == 200
+    assert reception.patch(f"/api/patients/{elsewhere}", json={"name": "Ravi Dass"}).status_code == 200
+    assert reception.get(f"/api/queue/{dr.id}").get_json()["version"] == after["version"]
