@@ -10,7 +10,10 @@ from config import Config, get_config
 
 
 def create_app(config: Config | str | None = None) -> Flask:
+    from hms.core.sessions import CookieSessionInterface
+
     app = Flask(__name__, instance_relative_config=True)
+    app.session_interface = CookieSessionInterface()
     app.config.from_object(config if isinstance(config, Config) else get_config(config))
     _configure_logging(app)
     _ensure_sqlite_folder(app)

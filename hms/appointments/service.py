@@ -245,6 +245,27 @@ def touch_queues_of_patient(patient_id: int) -> list[tuple[int, date, int]]:
     return [(doctor_id, day, _lock_queue(doctor_id, day)[1]) for doctor_id, day in rows.all()]
 
 
+_TOUCH_QUEUES_OF_DOCTOR = (
+    update(_queue_days)
+    .where(
+        _queue_days.c.doctor_id == bindparam("q_doctor"), _queue_days.c.queue_date >= bindparam("from_date")
+    )
+    .values(version=_queue_days.c.version + 1)
+    .returning(_queue_days.c.doctor_id, _queue_days.c.queue_date, _queue_days.c.version)
+)
+
+
+def touch_queues_of_doctor(doctor_id: int) -> list[tuple[int, date, int]]:
+    """Like `touch_queues_of_patient`, for a change of what a snapshot shows of the
+    doctor (the name): every queue of the doctor, today on. Call it before locking the
+    doctor's account row: a booking locks its queue first and the account (its foreign
+    key) after, so this order cannot deadlock with it."""
+    rows = db.session.connection().execute(
+        _TOUCH_QUEUES_OF_DOCTOR, {"q_doctor": doctor_id, "from_date": clinic_today()}
+    )
+    return [(row.doctor_id, row.queue_date, row.version) for row in rows]
+
+
 def announce_queue_changes(queues: list[tuple[int, date, int]]) -> None:
     """After COMMIT of `touch_queues_of_patient`'s transaction."""
     for doctor_id, day, version in queues:

@@ -107,6 +107,10 @@ def update_staff(staff_id: int, changes: dict[str, Any], actor: Identity) -> Use
         raise Conflict("You cannot disable your own account or change your own role.")
     # Hash before taking any lock: a slow hash must not hold the row.
     password_hash = hash_password(changes["password"]) if "password" in changes else None
+    # A doctor's name is in the snapshots of their queues: replace them (screens update).
+    from hms.appointments.service import announce_queue_changes, touch_queues_of_doctor
+
+    queues = touch_queues_of_doctor(staff_id) if "name" in changes else []
 
     # Lock the account and the caller's own in one statement, in id order (no deadlock):
     # two admins disabling each other at once cannot leave the clinic without an admin.
@@ -142,6 +146,7 @@ def update_staff(staff_id: int, changes: dict[str, Any], actor: Identity) -> Use
         user.token_epoch = user.token_epoch + 1
     _commit("This change conflicts with another account.")
     _account_changed(user.id)
+    announce_queue_changes(queues)
     return user
 
 

@@ -94,3 +94,13 @@ def test_a_renamed_patient_shows_at_once_in_the_queues_they_are_in(app, receptio
     assert reception.patch(f"/api/patients/{waiting}", json={"phone": "9876543210"}).status_code == 200
     assert reception.patch(f"/api/patients/{elsewhere}", json={"name": "Ravi Dass"}).status_code == 200
     assert reception.get(f"/api/queue/{dr.id}").get_json()["version"] == after["version"]
+
+
+def test_a_renamed_doctor_shows_at_once_in_their_queues(app, reception, admin, dr, new_patient):
+    book_ok(reception, new_patient("Asha Kumar"), dr.id)
+    before = reception.get(f"/api/queue/{dr.id}").get_json()  # cached now
+    assert admin.patch(f"/api/staff/{dr.id}", json={"name": "Dr Meera Rao-Iyer"}).status_code == 200
+    after = reception.get(f"/api/queue/{dr.id}").get_json()
+    assert after["doctor"]["name"] == "Dr Meera Rao-Iyer" and after["version"] > before["version"]
+    assert admin.patch(f"/api/staff/{dr.id}", json={"is_available": False}).status_code == 200
+    assert reception.get(f"/api/queue/{dr.id}").get_json()["version"] == after["version"]
