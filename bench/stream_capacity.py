@@ -394,6 +394,12 @@ def analyse_changes(streams: list[dict], rows: list[dict], t_from: float, t_to: 
     lag = [c["t_start"] - c["t_sched"] for c in rows if "t_start" in c]
     starts = [c["t_start"] for c in rows if "t_start" in c]
     span = max(starts) - min(starts) if len(starts) > 1 else 0
+    # Where a tail comes from: the seconds of the phase whose changes answered slowest.
+    by_second: dict[int, list[float]] = {}
+    for c in rows:
+        if "t_resp" in c and "t_start" in c and starts:
+            by_second.setdefault(int(c["t_start"] - min(starts)), []).append(c["t_resp"] - c["t_start"])
+    slowest = sorted(by_second.items(), key=lambda item: -max(item[1]))[:3]
     errors = Counter(_short(f"{c['status']} {c.get('error', '')}") for c in rows if c["status"] != 200)
     return {
         "sent": len(rows),
@@ -401,6 +407,10 @@ def analyse_changes(streams: list[dict], rows: list[dict], t_from: float, t_to: 
         "errors": dict(errors.most_common(5)),
         "started_per_second": round((len(starts) - 1) / span, 1) if span else None,
         "answer_ms": {"p50": _ms(_percentile(answered, 50)), "p99": _ms(_percentile(answered, 99))},
+        "slowest_seconds": [
+            {"second": second, "changes": len(times), "answer_max_ms": _ms(max(times))}
+            for second, times in slowest
+        ],
         "start_lag_ms_p99": _ms(_percentile(lag, 99)),
         "delivery": {
             "pairs": pairs,
