@@ -20,6 +20,7 @@ from hms.auth.access import ANY_ROLE, STAFF, allow, current_identity, reads_with
 from hms.core.blueprint import Blueprint
 from hms.core.fields import PageQuery
 from hms.core.time import clinic_today
+from hms.staff.service import doctor_profile_keys
 
 # webargs ignores unknown query parameters unless told otherwise: a typo is a 422 here.
 blp = Blueprint("appointments", __name__, url_prefix="/api", description="Appointments and the queue")
@@ -53,6 +54,15 @@ SNAPSHOT_RULES = (
 )
 
 
+def _booked_doctor_keys() -> tuple[str, ...]:
+    """A booking reads its doctor's profile (the fees): read it with the caller's identity."""
+    body = request.get_json(silent=True)
+    doctor_id = body.get("doctor_id") if isinstance(body, dict) else None
+    if type(doctor_id) is not int:
+        return ()
+    return doctor_profile_keys(doctor_id)
+
+
 @blp.route("/appointments")
 class AppointmentsResource(MethodView):
     @allow(*STAFF)
@@ -67,6 +77,7 @@ class AppointmentsResource(MethodView):
         ).as_dict()
 
     @allow(*BOOKERS)
+    @reads_with_identity(_booked_doctor_keys)
     @blp.doc(description=BOOKING_RULES)
     @blp.arguments(BookingSchema)
     @blp.response(201, BookedAppointmentSchema)
@@ -155,6 +166,7 @@ class QueueResource(MethodView):
 @blp.route("/queue/<id:doctor_id>/next")
 class QueueNextResource(MethodView):
     @allow(*STATUS_CHANGERS)
+    @reads_with_identity(doctor_profile_keys)
     @blp.response(200, QueueSnapshotSchema)
     @blp.alt_response(404, description="Unknown doctor")
     @blp.alt_response(409, description="Nobody is waiting")

@@ -108,7 +108,7 @@ def cached_in_generation(namespace: str, key: str, timeout: int, load: Callable[
     round trip: the value is stored with the generation tag it was read under, and the
     tag and the value are fetched together. A value stored under an older tag (read
     before the write that bumped it committed) is never returned."""
-    tag, stored = cache_get_many(f"gen:{namespace}", key)
+    tag, stored = cache_get_many(generation_key(namespace), key)
     if tag is not None and isinstance(stored, tuple) and len(stored) == 2 and stored[0] == tag:
         return stored[1]
     tag = tag or _new_generation(namespace)
@@ -118,9 +118,13 @@ def cached_in_generation(namespace: str, key: str, timeout: int, load: Callable[
     return value
 
 
+def generation_key(namespace: str) -> str:
+    return f"gen:{namespace}"
+
+
 def _new_generation(namespace: str) -> str:
     tag = uuid.uuid4().hex[:12]
-    cache_set(f"gen:{namespace}", tag, timeout=0)
+    cache_set(generation_key(namespace), tag, timeout=0)
     return tag
 
 
@@ -130,7 +134,7 @@ def generation(namespace: str) -> str:
     Tags are random and never reused: if the tag itself is evicted or lost, a new one
     is drawn and old entries are simply never read again (they expire on their own).
     """
-    return cache_get(f"gen:{namespace}") or _new_generation(namespace)
+    return cache_get(generation_key(namespace)) or _new_generation(namespace)
 
 
 def bump_generation(namespace: str) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import joinedload, load_only
 
 from hms.auth.models import User
 from hms.auth.service import Identity, forget_identity, hash_password
-from hms.core.cache import bump_generation, cached, cached_in_generation, generation
+from hms.core.cache import bump_generation, cached, cached_in_generation, generation, generation_key
 from hms.core.pagination import paginate
 from hms.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from hms.extensions import db
@@ -246,6 +246,15 @@ def get_doctor_fees(doctor_id: int) -> dict | None:
     }
 
 
+def doctor_profile_keys(doctor_id: int) -> tuple[str, str]:
+    """The cache keys `doctor_profile` reads (for `reads_with_identity`)."""
+    return generation_key(DOCTORS_CACHE_NAMESPACE), _profile_key(doctor_id)
+
+
+def _profile_key(doctor_id: int) -> str:
+    return f"doctor-profile:{doctor_id}"
+
+
 def doctor_profile(doctor_id: int) -> dict | None:
     """The cached profile of a doctor (active or not), or None if there is no such doctor.
 
@@ -260,8 +269,9 @@ def doctor_profile(doctor_id: int) -> dict | None:
         user = db.session.scalar(_doctor_select().where(User.id == doctor_id))
         return _profile(user) if user is not None else None
 
-    key = f"doctor-profile:{doctor_id}"
-    seen[doctor_id] = profile = cached_in_generation(DOCTORS_CACHE_NAMESPACE, key, _cache_seconds(), load)
+    seen[doctor_id] = profile = cached_in_generation(
+        DOCTORS_CACHE_NAMESPACE, _profile_key(doctor_id), _cache_seconds(), load
+    )
     return profile
 
 

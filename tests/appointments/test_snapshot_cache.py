@@ -104,3 +104,26 @@ def test_a_renamed_doctor_shows_at_once_in_their_queues(app, reception, admin, d
     assert after["doctor"]["name"] == "Dr Meera Rao-Iyer" and after["version"] > before["version"]
     assert admin.patch(f"/api/staff/{dr.id}", json={"is_available": False}).status_code == 200
     assert reception.get(f"/api/queue/{dr.id}").get_json()["version"] == after["version"]
+
+
+def test_next_reads_the_doctor_with_the_callers_identity(app, reception, dr, new_patient, monkeypatch):
+    for name in ("Asha Kumar", "Ravi Das", "Bina Sen"):
+        book_ok(reception, new_patient(name), dr.id)
+    assert reception.post(f"/api/queue/{dr.id}/next").status_code == 200  # warms the caches
+    reads = _count_cache_reads(monkeypatch)
+    assert reception.post(f"/api/queue/{dr.id}/next").status_code == 200
+    assert reads[0][0].startswith("identity:") and f"doctor-profile:{dr.id}" in reads[0]
+    assert not any(f"doctor-profile:{dr.id}" in keys for keys in reads[1:])
+
+
+def test_a_booking_reads_its_doctor_with_the_callers_identity(app, reception, dr, new_patient, monkeypatch):
+    book_ok(reception, new_patient("Asha Kumar"), dr.id)  # warms the caches
+    reads = _count_cache_reads(monkeypatch)
+    book_ok(reception, new_patient("Ravi Das"), dr.id)
+    assert reads[0][0].startswith("identity:") and f"doctor-profile:{dr.id}" in reads[0]
+    assert not any(f"doctor-profile:{dr.id}" in keys for keys in reads[1:])
+    # A body that names no doctor reads nothing along and is still answered as before.
+    reads.clear()
+    assert reception.post("/api/appointments", json={"doctor_id": "1"}).status_code == 422
+    assert reception.post("/api/appointments", data="{", content_type="application/json").status_code == 400
+    assert all(not any(k.startswith("doctor-profile:") for k in keys) for keys in reads)
