@@ -267,7 +267,7 @@ def touch_queues_of_doctor(doctor_id: int) -> list[tuple[int, date, int]]:
 
 
 def announce_queue_changes(queues: list[tuple[int, date, int]]) -> None:
-    """After COMMIT of `touch_queues_of_patient`'s transaction."""
+    """After COMMIT of the transaction that touched these queues (`touch_queues_of_*`)."""
     for doctor_id, day, version in queues:
         _after_queue_change(doctor_id, day, version)
 

@@ -87,7 +87,10 @@ def policy_of(endpoint: str, method: str):
     """The declared policy of an endpoint for one HTTP method, or None."""
     if endpoint in _LIBRARY_PUBLIC:
         return PUBLIC
-    handler = _handler_of(endpoint, method)
+    return _policy_of_handler(_handler_of(endpoint, method), method)
+
+
+def _policy_of_handler(handler: Callable | None, method: str):
     if handler is None:
         return PUBLIC if method == "OPTIONS" else None
     return getattr(handler, _ATTR, None)
@@ -116,12 +119,15 @@ def enforce_policy():
         return None  # 404 / 405 render as usual
     if request.method == "OPTIONS":
         return None
-    policy = policy_of(request.endpoint, request.method)
+    if request.endpoint in _LIBRARY_PUBLIC:
+        return None
+    handler = _handler_of(request.endpoint, request.method)
+    policy = _policy_of_handler(handler, request.method)
     if policy == PUBLIC:
         return None
     if policy is None:  # check_policies() makes this unreachable; fail closed anyway
         raise Forbidden("This route has no access policy.")
-    along = getattr(_handler_of(request.endpoint, request.method), _ALONG_ATTR, None)
+    along = getattr(handler, _ALONG_ATTR, None)
     if along is not None:
         fetch_along(*along(**(request.view_args or {})))
     identity = _authenticate()

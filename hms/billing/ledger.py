@@ -211,6 +211,14 @@ def lock_bill(bill_id: int) -> Bill | None:
     return db.session.scalar(stmt)
 
 
+def row_sums(items, payments) -> tuple[Decimal, Decimal]:
+    """(total, paid) of rows already read under the bill's lock: `ledger_sums`' rule
+    (items add up to the total, refunds count against paid) without a statement."""
+    total = sum((item.amount for item in items), ZERO)
+    paid = sum((-p.amount if p.kind == REFUND else p.amount for p in payments), ZERO)
+    return total, paid
+
+
 def ledger_sums(bill_id: int) -> tuple[Decimal, Decimal]:
     """(total, paid) from the rows themselves, in one statement: never the stored copies."""
     items = (

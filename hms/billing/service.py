@@ -35,6 +35,7 @@ from hms.billing.ledger import (
     lock_bill,
     open_bill,
     recompute_totals,
+    row_sums,
     store_totals,
 )
 from hms.billing.models import PAID, PAYMENT, REFUND, VOID, Bill, BillItem, Payment
@@ -345,18 +346,8 @@ def _lock_with_rows(bill_id: int) -> SimpleNamespace:
     return bill
 
 
-def _sums(bill: SimpleNamespace) -> tuple[Decimal, Decimal]:
-    """(total, paid) from the rows themselves, never the stored copies."""
-    total = sum((item.amount for item in bill.items), Decimal("0.00"))
-    paid = sum(
-        (-payment.amount if payment.kind == REFUND else payment.amount for payment in bill.payments),
-        Decimal("0.00"),
-    )
-    return total, paid
-
-
 def _record_payment(bill: SimpleNamespace, data: dict, identity: Identity) -> None:
-    total, paid = _sums(bill)
+    total, paid = row_sums(bill.items, bill.payments)
     if bill.status == VOID:
         raise Conflict("A void bill takes no payments.")
     due = total - paid
@@ -375,7 +366,7 @@ def _record_payment(bill: SimpleNamespace, data: dict, identity: Identity) -> No
 
 
 def _record_refund(bill: SimpleNamespace, data: dict, identity: Identity) -> None:
-    total, paid = _sums(bill)
+    total, paid = row_sums(bill.items, bill.payments)
     if bill.status == VOID:
         raise Conflict("A void bill has nothing to refund.")
     if data["amount"] > paid:

@@ -15,11 +15,11 @@ from functools import lru_cache
 from typing import NamedTuple
 
 
-def format_event(snapshot: dict, retry_ms: int | None = None) -> str:
-    """`id: <version>`, `event: queue`, the snapshot as one line of JSON."""
+def format_event(snapshot: dict) -> str:
+    """`id: <version>`, `event: queue`, the snapshot as one line of JSON. A stream sends
+    `retry_line` once before its first event."""
     data = json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False)
-    head = f"retry: {retry_ms}\n" if retry_ms is not None else ""
-    return f"{head}id: {snapshot['version']}\nevent: queue\ndata: {data}\n\n"
+    return f"id: {snapshot['version']}\nevent: queue\ndata: {data}\n\n"
 
 
 @lru_cache(maxsize=16)

@@ -84,7 +84,7 @@ def parse(chunk: bytes) -> dict:
 
 def test_format_is_retry_id_event_and_one_line_of_json():
     snapshot = {"version": 7, "date": "2026-11-28", "entries": [{"patient": {"initials": "Ä.Ø."}}]}
-    text = format_event(snapshot, retry_ms=2500)
+    text = (retry_line(2500) + format_event(snapshot).encode()).decode()  # a stream's opening
     assert text.startswith("retry: 2500\nid: 7\nevent: queue\ndata: {")
     assert text.endswith("}\n\n") and text.count("\n") == 5
     assert json.loads(text.split("data: ", 1)[1]) == snapshot
