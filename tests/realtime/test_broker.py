@@ -98,6 +98,36 @@ def test_close_all_ends_open_and_later_streams():
     assert broker.subscribe(1).wait(5).closed  # a request already past the listener
 
 
+def test_a_closed_mailbox_answers_closed_at_once_every_time():
+    subscription = InProcessBroker().subscribe(1)
+    subscription.close()
+    for _ in range(2):
+        started = time.monotonic()
+        assert subscription.wait(5).closed
+        assert time.monotonic() - started < 1.0
+
+
+def test_no_wakeup_is_lost_to_a_publisher_racing_the_stream():
+    broker = InProcessBroker()
+    subscription = broker.subscribe(1)
+    last = 3000
+
+    def publisher():
+        for version in range(1, last + 1):
+            broker.publish(1, DAY, version)
+
+    thread = threading.Thread(target=publisher)
+    thread.start()
+    seen, deadline = 0, time.monotonic() + 10
+    while seen < last and time.monotonic() < deadline:
+        wakeup = subscription.wait(1)
+        if wakeup is not None:
+            seen = max(seen, wakeup.changes["2026-11-28"])
+    thread.join(5)
+    assert seen == last
+    assert subscription.wait(0.05) is None  # nothing left pending, no stale wakeup
+
+
 def test_recheck_asks_for_a_snapshot_without_a_change():
     broker = InProcessBroker()
     subscription = broker.subscribe(1)
