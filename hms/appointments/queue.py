@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import date, datetime
+from functools import lru_cache
 
 from flask import current_app
 from sqlalchemy import and_, bindparam, select, text
@@ -28,6 +29,7 @@ from hms.core.time import utcnow
 from hms.errors import NotFound
 from hms.extensions import db
 from hms.patients.models import Patient
+from hms.realtime.snapshots import snapshot_json
 from hms.staff.service import get_doctor_fees
 
 RECENT_CONSULTATIONS = 20
@@ -72,8 +74,9 @@ def snapshot_cache_keys(doctor_id: int, queue_date: date, masked: bool) -> tuple
 
 
 def _store(doctor_id: int, queue_date: date, tag: str, snapshot: dict, masked: bool) -> EncodedSnapshot:
-    """Encode a snapshot (compact JSON, as jsonify sends it) and cache it under `tag`."""
-    encoded = EncodedSnapshot(current_app.json.dumps(snapshot, separators=(",", ":")), snapshot)
+    """Encode a snapshot (compact JSON, the same text the stream's event carries) and
+    cache it under `tag`."""
+    encoded = EncodedSnapshot(snapshot_json(snapshot), snapshot)
     cache_set(
         _snapshot_key(doctor_id, queue_date, masked),
         (tag, encoded.json),
@@ -248,8 +251,12 @@ def estimate_waits(entries: list, average_minutes: float, now: datetime) -> list
 # --- masking for the waiting-room display -------------------------------------------------
 
 
+@lru_cache(maxsize=65536)
 def initials(name: str) -> str:
-    """ "Asha Kumar" -> "A.K."; first and last name only ("Asha Rani Kumar" -> "A.K.")."""
+    """ "Asha Kumar" -> "A.K."; first and last name only ("Asha Rani Kumar" -> "A.K.").
+
+    Cached: a patient is masked in every snapshot of their queue while they wait (80
+    waiting: 80 names per change, 2.6 us each, about a quarter of a millisecond)."""
     letters = [next((ch for ch in word if ch.isalnum()), "") for word in name.split()]
     letters = [letter.upper() for letter in letters if letter]
     if not letters:

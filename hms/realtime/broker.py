@@ -50,7 +50,7 @@ from datetime import date
 import redis
 from flask import Flask, current_app, has_app_context
 
-from hms.realtime.snapshots import Encoded, SnapshotMemo, format_event
+from hms.realtime.snapshots import Encoded, SnapshotMemo, event_text, format_event
 
 log = logging.getLogger(__name__)
 EXTENSION_KEY = "hms.realtime.broker"
@@ -422,19 +422,22 @@ def notify_queue_changed(
     snapshot: dict | None = None,
     *,
     watched: bool | None = None,
+    snapshot_text: str | None = None,
 ) -> None:
     """Announce a committed change of a doctor's queue. Never raises.
 
     `snapshot`: the caller's own unmasked snapshot, read under the queue lock just before
-    its commit, if it has one (it is then not built again for the message). `watched`:
-    what `streams_want_events` answered the caller, if it asked (not asked again)."""
+    its commit, if it has one (it is then not built again for the message), and
+    `snapshot_text` its JSON (`snapshot_json`) if already encoded (not encoded again).
+    `watched`: what `streams_want_events` answered the caller, if it asked (not asked
+    again)."""
     if not has_app_context() or EXTENSION_KEY not in current_app.extensions:
         log.warning("notify_queue_changed outside the app: doctor %s not announced", doctor_id)
         return
     try:
         broker = QueueBroker.get()
         events = (
-            _events_for_streams(doctor_id, queue_date, version, snapshot, watched)
+            _events_for_streams(doctor_id, queue_date, version, snapshot, watched, snapshot_text)
             if broker.carries_events and watched is not False
             else None
         )
@@ -444,12 +447,16 @@ def notify_queue_changed(
 
 
 def _events_for_streams(
-    doctor_id: int, queue_date: date, version: int, snapshot: dict | None = None, watched: bool | None = None
+    doctor_id: int,
+    queue_date: date,
+    version: int,
+    snapshot: dict | None = None,
+    watched: bool | None = None,
+    snapshot_text: str | None = None,
 ) -> dict | None:
     """The encoded events (full and masked) of today's snapshot, if a stream of this
     doctor is open anywhere; None otherwise or if the build fails (the streams build)."""
-    from hms.appointments.queue import mask_snapshot
-    from hms.appointments.service import queue_snapshot
+    from hms.appointments.queue import encoded_queue_snapshot, mask_snapshot
 
     try:
         if watched is None and not streams_want_events(doctor_id, queue_date):
@@ -459,12 +466,17 @@ def _events_for_streams(
             or int(snapshot["version"]) < version
             or snapshot["date"] != queue_date.isoformat()
         ):
-            snapshot = queue_snapshot(doctor_id, queue_date, masked=False)
-        if int(snapshot["version"]) < version:
+            encoded = encoded_queue_snapshot(doctor_id, queue_date, masked=False)
+            snapshot, snapshot_text = encoded.data, encoded.json
+        current = int(snapshot["version"])
+        if current < version:
             return None  # older than the change (not expected after its commit): let streams build
         return {
-            "version": int(snapshot["version"]),
-            "full": format_event(snapshot),
+            "version": current,
+            # The full event carries the very JSON text the change cached for GET.
+            "full": event_text(current, snapshot_text)
+            if snapshot_text is not None
+            else format_event(snapshot),
             "masked": format_event(mask_snapshot(snapshot)),
         }
     except Exception:  # noqa: BLE001 - the streams build it themselves

@@ -15,11 +15,20 @@ from functools import lru_cache
 from typing import NamedTuple
 
 
+def snapshot_json(snapshot: dict) -> str:
+    """A snapshot as the one line of compact JSON that both GET /api/queue answers and the
+    stream's event carries: encoded once per change, used for both."""
+    return json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_text(version: int, data: str) -> str:
+    """`id: <version>`, `event: queue`, `data:` the snapshot's JSON (one line). A stream
+    sends `retry_line` once before its first event."""
+    return f"id: {version}\nevent: queue\ndata: {data}\n\n"
+
+
 def format_event(snapshot: dict) -> str:
-    """`id: <version>`, `event: queue`, the snapshot as one line of JSON. A stream sends
-    `retry_line` once before its first event."""
-    data = json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False)
-    return f"id: {snapshot['version']}\nevent: queue\ndata: {data}\n\n"
+    return event_text(snapshot["version"], snapshot_json(snapshot))
 
 
 @lru_cache(maxsize=16)

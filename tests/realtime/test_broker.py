@@ -400,7 +400,7 @@ def test_a_watched_change_reads_its_snapshot_in_its_own_transaction(app, redis_u
             if message is not None:
                 data = json.loads(message["data"])
                 _, _, line = data["events"]["full"].partition("data: ")
-                return {"version": data["version"], "snapshot": json.loads(line)}
+                return {"version": data["version"], "snapshot": json.loads(line), "text": line[:-2]}
         raise AssertionError("no message")
 
     with app.app_context():
@@ -417,6 +417,9 @@ def test_a_watched_change_reads_its_snapshot_in_its_own_transaction(app, redis_u
         message = next_event()
         assert message["snapshot"]["version"] == message["version"]
         assert [e["appointment_id"] for e in message["snapshot"]["entries"]] == [booked.json["id"]]
+        # The event carries the very JSON text GET answers (encoded once per change).
+        answered = reception.get(f"/api/queue/{doctor_id}")
+        assert answered.status_code == 200 and answered.get_data(as_text=True) == message["text"] + "\n"
         cancelled = reception.patch(
             f"/api/appointments/{booked.json['id']}/status", json={"status": "CANCELLED"}
         )
