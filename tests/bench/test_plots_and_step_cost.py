@@ -54,3 +54,25 @@ def test_step_cost_table_compares_before_and_after():
     text = step_cost.render(result)
     assert "| next | 8.0 → 6.0 | 5.0 → 5.0 | 10.0 → 7.5 | -25% |" in text
     assert "10.0 ms at old (before) → 7.5 ms at new (after)" in text
+
+
+def test_delivery_table_shows_both_revisions():
+    from bench import delivery_ab
+
+    def run(revision, answer_p99):
+        stats = {"p50_ms": 9.0, "p95_ms": 27.0, "p99_ms": answer_p99}
+        return {"revision": revision, "ok": True, "errors": 0, "wall_seconds": 82.0, "rps": 219.1,
+                "server_cpu_ms_per_request": 5.4, "missed": 0, "delivery_from_request": stats,
+                "delivery_from_answer": stats}  # fmt: skip
+
+    result = {
+        "data": {
+            "patients": 3000,
+            "doctors": 50,
+            "displays": 1000,
+            "runs": {"base": run("old", 6842.0), "current": run("new", 39.8)},
+        }
+    }
+    text = delivery_ab.render(result)
+    assert "| old (before) | 82.0 | 219.1 | 0 | 0 | 5.4 | 9 / 27 / 6,842 | 9 / 27 / 6,842 |" in text
+    assert "| new (after) |" in text and "9 / 27 / 40 |" in text
