@@ -82,7 +82,11 @@ class Config:
         if self.SQLALCHEMY_DATABASE_URI.startswith("sqlite"):
             self.SQLALCHEMY_ENGINE_OPTIONS = {"connect_args": {"timeout": 30}}
         else:
+            from hms.core.dbpool import FairQueuePool
+
             self.SQLALCHEMY_ENGINE_OPTIONS = {
+                # Connections go to waiting requests in arrival order (hms/core/dbpool.py).
+                "poolclass": FairQueuePool,
                 "pool_size": _int("DB_POOL_SIZE", 5),
                 "max_overflow": _int("DB_MAX_OVERFLOW", 10),
                 "pool_pre_ping": True,
