@@ -145,12 +145,13 @@ def render(result: dict) -> str:
         )
     lines += [
         "",
-        "What changed between them: the stream's mailbox (hms/realtime/broker.py, `Subscription`) waits on an "
-        "Event instead of a Condition; the event and the message are also encoded with less work "
-        "(d4968e4) when the base is older than that. Under gevent the Condition is the standard library's "
-        "pure-Python class over gevent locks: every wakeup hands a waiter lock to the stream and the stream "
-        "takes the Condition's lock back. Why that fell seconds behind only under saturation is not proven here; "
-        "the measurement is.",
+        "What lies between c12b4ec (the default base) and this tree: the stream's mailbox "
+        "(hms/realtime/broker.py, `Subscription`) waits on an Event instead of a Condition (b665c2a); a change "
+        "encodes its snapshot's JSON once (d4968e4); database connections go to waiting requests in arrival "
+        "order (ee3ad77, hms/core/dbpool.py). Under gevent a Condition is the standard library's pure-Python "
+        "class over gevent locks, and a waiter it wakes runs two event-loop turns later than one woken by an "
+        "Event (82 against 26 ms with 200 busy greenlets, 2026-11-29): in a saturated worker the loop's turns "
+        "are long, and a display woken that way fell behind and stayed behind.",
     ]
     return "\n".join(lines)
 
