@@ -47,11 +47,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _revision(rev: str) -> str:
-    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], capture_output=True, text=True,
-                          check=True).stdout.strip()  # fmt: skip
-
-
 def _day(tree: Path, args: argparse.Namespace) -> dict:
     """One day replay run from `tree` (its own bench code and app); the figures kept."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
@@ -85,16 +80,9 @@ def main(argv: list[str] | None = None) -> int:
 
     harness.ensure_services()
     env = harness.environment()
-    base = _revision(args.base)
     runs: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="hms-base-") as folder:
-        tree = Path(folder) / "tree"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(tree), base],
-                       check=True)  # fmt: skip
-        try:
-            runs["base"] = {"revision": base, **_day(tree, args)}
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    with harness.worktree(args.base) as (base, tree):
+        runs["base"] = {"revision": base, **_day(tree, args)}
     print(f"base {base}: {json.dumps(runs['base'])}", flush=True)
     runs["current"] = {"revision": env["git"], **_day(ROOT, args)}
     print(f"current: {json.dumps(runs['current'])}", flush=True)

@@ -30,6 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -552,6 +553,22 @@ def get_token(base: str, username: str, password: str = PASSWORD) -> str:
 
 
 # --- environment and results -------------------------------------------------------------
+
+
+@contextmanager
+def worktree(rev: str) -> Iterator[tuple[str, Path]]:
+    """An older revision checked out in a temporary git worktree, removed afterwards:
+    (its short hash, its folder), for before-and-after runs."""
+    short = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], capture_output=True,
+                           text=True, check=True).stdout.strip()  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="hms-base-") as folder:
+        tree = Path(folder) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(tree), short],
+                       check=True)  # fmt: skip
+        try:
+            yield short, tree
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
 
 
 def _first_line(command: list[str]) -> str:

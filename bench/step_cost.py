@@ -212,11 +212,6 @@ def _run_child(app_root: Path, patients: int) -> dict:
         out_path.unlink(missing_ok=True)
 
 
-def _revision(rev: str) -> str:
-    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], capture_output=True, text=True,
-                          check=True).stdout.strip()  # fmt: skip
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.app_root:  # child
@@ -230,17 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = {"current": {"revision": env["git"], **_run_child(ROOT, args.patients)}}
     print(f"current: {runs['current']['cpu_ms_per_patient']} ms CPU per patient", flush=True)
     if args.base.lower() != "none":
-        base = _revision(args.base)
-        with tempfile.TemporaryDirectory(prefix="hms-base-") as folder:
-            tree = Path(folder) / "tree"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(tree), base],
-                           check=True)  # fmt: skip
-            try:
-                runs["base"] = {"revision": base, **_run_child(tree, args.patients)}
-            finally:
-                subprocess.run(
-                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
-                )
+        with harness.worktree(args.base) as (base, tree):
+            runs["base"] = {"revision": base, **_run_child(tree, args.patients)}
         print(f"base {base}: {runs['base']['cpu_ms_per_patient']} ms CPU per patient", flush=True)
     path = harness.write_result(
         SECTION,

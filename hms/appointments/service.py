@@ -217,14 +217,7 @@ def _after_queue_change(
     cached under the new tag, carried by the change's message (no second build), and
     returned encoded. `watched`: what streams_want_events answered, if asked."""
     encoded = invalidate_queue(doctor_id, queue_date, snapshot)
-    notify_queue_changed(
-        doctor_id,
-        queue_date,
-        version,
-        snapshot,
-        watched=watched,
-        snapshot_text=encoded.json if encoded is not None else None,
-    )
+    notify_queue_changed(doctor_id, queue_date, version, encoded, watched=watched)
     return encoded
 
 

@@ -61,10 +61,7 @@ class FairQueue(sqla_queue.QueueCommon):
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         # QueuePool never blocks on put: a connection with no room is closed (Full).
         with self._lock:
-            if self._waiters:
-                waiter = self._waiters.popleft()
-                waiter.item = item
-                waiter.ready.set()
+            if self._hand_over(item):
                 return
             if self.full():
                 raise sqla_queue.Full()
@@ -100,12 +97,17 @@ class FairQueue(sqla_queue.QueueCommon):
             # A connection was handed over as the waiter died: to the next waiter, or
             # back to the queue even if full (QueuePool closes the one beyond its size
             # at a later return, as with any overflow connection).
-            if self._waiters:
-                successor = self._waiters.popleft()
-                successor.item = waiter.item
-                successor.ready.set()
-            else:
+            if not self._hand_over(waiter.item):
                 self._items.append(waiter.item)
+
+    def _hand_over(self, item: Any) -> bool:
+        """Under the lock: give `item` to the oldest waiter; False if nobody waits."""
+        if not self._waiters:
+            return False
+        waiter = self._waiters.popleft()
+        waiter.item = item
+        waiter.ready.set()
+        return True
 
 
 class FairQueuePool(QueuePool):

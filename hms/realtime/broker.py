@@ -46,11 +46,15 @@ import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 import redis
 from flask import Flask, current_app, has_app_context
 
 from hms.realtime.snapshots import Encoded, SnapshotMemo, event_text, format_event
+
+if TYPE_CHECKING:
+    from hms.appointments.queue import EncodedSnapshot
 
 log = logging.getLogger(__name__)
 EXTENSION_KEY = "hms.realtime.broker"
@@ -419,25 +423,23 @@ def notify_queue_changed(
     doctor_id: int,
     queue_date: date,
     version: int,
-    snapshot: dict | None = None,
+    encoded: EncodedSnapshot | None = None,
     *,
     watched: bool | None = None,
-    snapshot_text: str | None = None,
 ) -> None:
     """Announce a committed change of a doctor's queue. Never raises.
 
-    `snapshot`: the caller's own unmasked snapshot, read under the queue lock just before
-    its commit, if it has one (it is then not built again for the message), and
-    `snapshot_text` its JSON (`snapshot_json`) if already encoded (not encoded again).
-    `watched`: what `streams_want_events` answered the caller, if it asked (not asked
-    again)."""
+    `encoded`: the caller's own unmasked snapshot as it cached it (JSON text and data),
+    read under the queue lock just before its commit, if it has one: it is then neither
+    built nor encoded again for the message. `watched`: what `streams_want_events`
+    answered the caller, if it asked (not asked again)."""
     if not has_app_context() or EXTENSION_KEY not in current_app.extensions:
         log.warning("notify_queue_changed outside the app: doctor %s not announced", doctor_id)
         return
     try:
         broker = QueueBroker.get()
         events = (
-            _events_for_streams(doctor_id, queue_date, version, snapshot, watched, snapshot_text)
+            _events_for_streams(doctor_id, queue_date, version, encoded, watched)
             if broker.carries_events and watched is not False
             else None
         )
@@ -450,9 +452,8 @@ def _events_for_streams(
     doctor_id: int,
     queue_date: date,
     version: int,
-    snapshot: dict | None = None,
+    encoded: EncodedSnapshot | None = None,
     watched: bool | None = None,
-    snapshot_text: str | None = None,
 ) -> dict | None:
     """The encoded events (full and masked) of today's snapshot, if a stream of this
     doctor is open anywhere; None otherwise or if the build fails (the streams build)."""
@@ -462,21 +463,18 @@ def _events_for_streams(
         if watched is None and not streams_want_events(doctor_id, queue_date):
             return None
         if (
-            snapshot is None
-            or int(snapshot["version"]) < version
-            or snapshot["date"] != queue_date.isoformat()
+            encoded is None
+            or int(encoded.data["version"]) < version
+            or encoded.data["date"] != queue_date.isoformat()
         ):
             encoded = encoded_queue_snapshot(doctor_id, queue_date, masked=False)
-            snapshot, snapshot_text = encoded.data, encoded.json
+        snapshot = encoded.data
         current = int(snapshot["version"])
         if current < version:
             return None  # older than the change (not expected after its commit): let streams build
         return {
             "version": current,
-            # The full event carries the very JSON text the change cached for GET.
-            "full": event_text(current, snapshot_text)
-            if snapshot_text is not None
-            else format_event(snapshot),
+            "full": event_text(current, encoded.json),  # the very JSON text cached for GET
             "masked": format_event(mask_snapshot(snapshot)),
         }
     except Exception:  # noqa: BLE001 - the streams build it themselves
