@@ -19,8 +19,6 @@ Reads live in hms.appointments.queries; the snapshot in hms.appointments.queue
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
@@ -50,6 +48,7 @@ from hms.appointments.queue import (
 from hms.auth.service import Identity
 from hms.billing.ledger import LineItem, open_bill
 from hms.core.time import clinic_today, utcnow
+from hms.core.uow import unit_of_work
 from hms.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
 from hms.extensions import db
 from hms.patients.models import Patient
@@ -179,17 +178,6 @@ _INSERT_BOOKING = (
 )
 
 
-@contextmanager
-def _unit_of_work() -> Iterator[None]:
-    """Commit on success; roll back (releasing the queue lock at once) on any error."""
-    try:
-        yield
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-
-
 def _lock_queue(doctor_id: int, queue_date: date, *, take_token: bool = False) -> tuple[int, int]:
     """Lock the doctor's queue for the date, bump its version (and, for a booking, its
     token counter); return (last_token, version). Creates the day's row if needed."""
@@ -311,7 +299,7 @@ def book_appointment(data: dict, identity: Identity) -> dict:
         raise Conflict(f"Dr. {doctor['name']} is not available for appointments.")
 
     watched = streams_want_events(doctor_id, queue_date)
-    with _unit_of_work():
+    with unit_of_work():
         connection = db.session.connection()
         patient_found, consultation_category, hospital_category = connection.execute(
             _BOOKING_LOOKUP, {"patient_id": patient_id}
@@ -365,7 +353,7 @@ def _fee(value: str | None) -> Decimal:
 def change_status(appointment_id: int, status: str, reason: str | None, identity: Identity) -> dict:
     """Move an appointment along the status machine, re-numbering the queue, in one
     transaction. A doctor may only change their own appointments (403)."""
-    with _unit_of_work():
+    with unit_of_work():
         connection = db.session.connection()
         # Usually one statement finds the appointment's queue and locks it; the day's row
         # is missing only if the appointment came in some other way than a booking.
@@ -407,7 +395,7 @@ def call_next(doctor_id: int, identity: Identity) -> EncodedSnapshot:
     if get_doctor_fees(doctor_id) is None:
         raise NotFound(f"Doctor {doctor_id} not found.")
     today = clinic_today()
-    with _unit_of_work():
+    with unit_of_work():
         connection = db.session.connection()
         _, version = _lock_queue(doctor_id, today)
         # One statement for both: the patient in the room sorts first, then the line.

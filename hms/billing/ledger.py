@@ -7,8 +7,8 @@ that row stays locked until the transaction that took a number ends. Every booki
 in the clinic opens a bill, so taking the number early would serialize whole booking
 transactions behind one row (measured: bookings across 50 doctors queued on it).
 Instead a bill is inserted without a number and numbered by one statement just before
-COMMIT (a session `before_commit` hook), so the counter row is held for that statement
-and the commit only.
+COMMIT (billing's before-commit step of the unit of work, hms.core.uow), so the counter
+row is held for that statement and the commit only.
 
 Opening a bill is two prebuilt Core statements (the bill, then its items in one
 multi-row INSERT), not ORM objects: it runs in every booking, and the ORM's unit of
@@ -21,17 +21,17 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import bindparam, case, event, func, insert, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, case, func, insert, select, text, update
 
 from hms.billing.models import PAID, PARTIALLY_PAID, REFUND, UNPAID, VOID, Bill, BillItem, Payment
 from hms.core.db import next_value
 from hms.core.time import clinic_today
 from hms.core.types import utc_now
+from hms.core.uow import UnitOfWork, current_unit_of_work
 from hms.extensions import db
 
 ZERO = Decimal("0.00")
-_UNNUMBERED = "hms_unnumbered_bills"
+_UNNUMBERED = "billing.unnumbered_bills"
 _NUMBER_BILL_POSTGRES = text(
     "WITH counter AS ("
     " INSERT INTO counters (name, value) VALUES (:counter, 1)"
@@ -59,34 +59,30 @@ def next_bill_number(year: int) -> str:
     return f"B-{year}-{next_value(f'bill:{year}'):06d}"
 
 
-def _number_bill(session: Session, bill_id: int) -> None:
-    year = clinic_today().year
-    if session.get_bind().dialect.name == "postgresql":
-        session.connection().execute(
+def _number_bill(bill_id: int, year: int) -> None:
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(
             _NUMBER_BILL_POSTGRES, {"counter": f"bill:{year}", "prefix": f"B-{year}-", "bill_id": bill_id}
         ).scalar_one()
     else:  # SQLite: BEGIN IMMEDIATE already serializes writers
-        number = next_bill_number(year)
-        session.execute(update(Bill).where(Bill.id == bill_id).values(number=number))
+        connection.execute(_SET_NUMBER, {"bill_id": bill_id, "number": next_bill_number(year)})
 
 
-@event.listens_for(Session, "before_commit")
-def _number_new_bills(session: Session) -> None:
-    """Give the bills opened in this transaction their numbers, as its last statements."""
-    bill_ids = session.info.pop(_UNNUMBERED, None)
-    if bill_ids:
-        session.flush()
-        for bill_id in bill_ids:
-            _number_bill(session, bill_id)
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_unnumbered(session: Session) -> None:
-    session.info.pop(_UNNUMBERED, None)
+def _number_new_bills(uow: UnitOfWork) -> None:
+    """Before COMMIT: give the bills opened in this unit of work their numbers, as its
+    last statements."""
+    db.session.flush()
+    year = clinic_today().year
+    for bill_id in uow.state.get(_UNNUMBERED, ()):
+        _number_bill(bill_id, year)
 
 
 _INSERT_BILL = insert(Bill.__table__).returning(Bill.__table__.c.id)
 _INSERT_ITEMS = insert(BillItem.__table__)
+_SET_NUMBER = (
+    update(Bill.__table__).where(Bill.__table__.c.id == bindparam("bill_id")).values(number=bindparam("number"))
+)
 
 
 def open_bill(
@@ -99,8 +95,8 @@ def open_bill(
 ) -> int:
     """Insert a bill with its items and totals (not committed); return its id.
 
-    The bill gets its number at COMMIT (see the module docstring); until then it has
-    none.
+    Runs inside a unit of work: the bill gets its number at its COMMIT (see the module
+    docstring); until then it has none.
     """
     total = sum((item.amount for item in items), ZERO)
     connection = db.session.connection()
@@ -119,7 +115,9 @@ def open_bill(
         },
     ).scalar_one()
     add_line_items(bill_id, items)
-    db.session.info.setdefault(_UNNUMBERED, []).append(bill_id)
+    uow = current_unit_of_work()
+    uow.collect(_UNNUMBERED, bill_id)
+    uow.before_commit(_number_new_bills, key=_UNNUMBERED)
     return bill_id
 
 

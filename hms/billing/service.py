@@ -43,6 +43,7 @@ from hms.billing.schemas import BillItemSchema, BillPaymentSchema, BillSchema
 from hms.core.fields import MONEY_MAX
 from hms.core.pagination import Page, paginate
 from hms.core.time import clinic_today
+from hms.core.uow import unit_of_work
 from hms.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from hms.extensions import db
 from hms.patients.models import Patient
@@ -224,8 +225,13 @@ def _appointment_for_billing(appointment_id: int, patient_id: int | None, identi
 # ---- bills and items -------------------------------------------------------------------
 
 
-@_rollback_on_error
 def create_bill(data: dict, identity: Identity) -> Bill:
+    with unit_of_work():
+        bill_id = _open_bill(data, identity)
+    return load_bill(bill_id)
+
+
+def _open_bill(data: dict, identity: Identity) -> int:
     patient_id = data["patient_id"]
     if db.session.scalar(select(Patient.id).where(Patient.id == patient_id)) is None:
         raise ValidationFailed.field("patient_id", "Unknown patient.")
@@ -248,8 +254,7 @@ def create_bill(data: dict, identity: Identity) -> Bill:
         appointment_id=appointment_id,
         due_date=due_date,
     )
-    db.session.commit()
-    return load_bill(bill_id)
+    return bill_id
 
 
 def _locked(bill_id: int) -> Bill:
