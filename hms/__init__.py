@@ -45,7 +45,8 @@ def register_extensions(app: Flask) -> None:
     from hms import models  # noqa: F401 - every table known to SQLAlchemy and Alembic
     from hms.auth.access import init_access
     from hms.core.converters import IdConverter
-    from hms.extensions import api, broker, cache, db, limiter, migrate, stream_slots
+    from hms import realtime
+    from hms.extensions import api, cache, db, limiter, migrate
 
     app.url_map.converters["id"] = IdConverter
     db.init_app(app)
@@ -55,8 +56,7 @@ def register_extensions(app: Flask) -> None:
     cache.init_app(app)
     limiter.init_app(app)
     _limit_decorated_views_only(app, limiter)
-    broker.init_app(app)
-    stream_slots.init_app(app)
+    realtime.init_app(app)
     api.init_app(app)
     api.register_converter(IdConverter, lambda _: {"type": "integer", "minimum": 1, "maximum": 2**31 - 1})
     init_access(app)
@@ -84,12 +84,12 @@ def register_blueprints(app: Flask) -> None:
     from hms.ops.routes import bp as ops
     from hms.patients.routes import blp as patients
     from hms.prescriptions.routes import blp as prescriptions
-    from hms.realtime.routes import blp as realtime
+    from hms.queue.routes import blp as queue
     from hms.reference.routes import blp as reference
     from hms.staff.routes import blp as staff
     from hms.web.routes import bp as web
 
-    for blueprint in (auth, staff, reference, patients, appointments, billing, prescriptions, realtime):
+    for blueprint in (auth, staff, reference, patients, appointments, queue, billing, prescriptions):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops)
     app.register_blueprint(web)

@@ -8,9 +8,6 @@ from flask_smorest import Api, Blueprint
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
-from hms.realtime.broker import QueueBroker
-from hms.realtime.limiter import StreamSlots
-
 
 class Base(DeclarativeBase):
     pass
@@ -50,6 +47,3 @@ migrate = Migrate()
 api = HMSApi()
 cache = Cache()
 limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
-# Live queue streams: the queue-change broker and the per-doctor stream slots.
-broker = QueueBroker()
-stream_slots = StreamSlots()

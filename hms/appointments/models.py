@@ -25,6 +25,10 @@ ACTIVE_STATUS_SQL = "appointments.status IN ({})".format(
     ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
 )
 APPOINTMENT_TYPES = ("NEW", "FOLLOW_UP")
+# Triage: URGENT patients wait ahead of NORMAL ones; first come, first served within each.
+NORMAL = "NORMAL"
+URGENT = "URGENT"
+PRIORITIES = (NORMAL, URGENT)
 
 EVENT_TYPES = (
     "CREATED",
@@ -80,6 +84,7 @@ class Appointment(db.Model):
     doctor_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     appointment_date: Mapped[date] = mapped_column(Date)
     appointment_type: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(8), default=NORMAL, server_default=NORMAL)
     status: Mapped[str] = mapped_column(String(16), default=WAITING)
     token: Mapped[int]
     # 1..K among the active (WAITING, IN_CONSULTATION) appointments; NULL otherwise.

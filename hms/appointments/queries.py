@@ -19,32 +19,16 @@ from hms.errors import NotFound
 from hms.extensions import db
 from hms.patients.models import Patient
 from hms.patients.service import age_of
+from hms.queue.line import APPOINTMENT_COLUMNS
 from hms.reference.models import Department
 
 # Newest first: latest appointment date, then latest booking. The index
 # ix_appointments_date_created (appointment_date, created_at) serves this order.
 NEWEST_FIRST = (Appointment.appointment_date.desc(), Appointment.created_at.desc(), Appointment.id.desc())
 
-APPOINTMENT_FIELDS = (
-    "id",
-    "patient_id",
-    "doctor_id",
-    "appointment_date",
-    "appointment_type",
-    "status",
-    "token",
-    "queue_position",
-    "chief_complaint",
-    "waiting_since",
-    "entry_time",
-    "exit_time",
-    "created_at",
-)
-
-
 def appointment_dict(appointment: Appointment) -> dict:
     """The basic appointment fields (what lists and status changes answer)."""
-    return {name: getattr(appointment, name) for name in APPOINTMENT_FIELDS}
+    return {name: getattr(appointment, name) for name in APPOINTMENT_COLUMNS}
 
 
 def list_appointments(

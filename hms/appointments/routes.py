@@ -1,6 +1,5 @@
-"""HTTP routes of the appointments domain: booking, status changes, reads and the queue."""
+"""HTTP routes of the appointments domain: booking, status changes and reads."""
 
-from flask import current_app, request
 from flask.views import MethodView
 
 from hms.appointments import queries, service
@@ -12,18 +11,14 @@ from hms.appointments.schemas import (
     AppointmentSchema,
     BookedAppointmentSchema,
     BookingSchema,
-    QueueQuery,
-    QueueSnapshotSchema,
     StatusChangeSchema,
 )
-from hms.auth.access import ANY_ROLE, STAFF, allow, current_identity, reads_with_identity
+from hms.auth.access import STAFF, allow, current_identity
 from hms.core.blueprint import Blueprint
 from hms.core.fields import PageQuery
-from hms.core.time import clinic_today
-from hms.staff.service import doctor_profile_keys
 
 # webargs ignores unknown query parameters unless told otherwise: a typo is a 422 here.
-blp = Blueprint("appointments", __name__, url_prefix="/api", description="Appointments and the queue")
+blp = Blueprint("appointments", __name__, url_prefix="/api", description="Appointments")
 
 BOOKERS = ("admin", "reception")
 STATUS_CHANGERS = ("admin", "reception", "doctor")
@@ -32,7 +27,8 @@ BOOKING_RULES = (
     "appointment_date defaults to today (clinic time zone); a past date, or one more than "
     "365 days ahead, is 422. Unknown patient, or a doctor_id that is not an active doctor: "
     "422. Doctor not available: 409. The token comes from the doctor's per-day counter "
-    "(1, 2, 3... never reused); the patient joins the end of the line. A bill is opened "
+    "(1, 2, 3... never reused); the patient joins the end of the line for their priority "
+    "(URGENT ahead of NORMAL). A bill is opened "
     "with two items, consultation fee and hospital fee (categories 'Consultation' and "
     "'Hospital fee' when they exist), due on the appointment date."
 )
@@ -45,24 +41,6 @@ STATUS_RULES = (
     "COMPLETED only. A doctor may change only their own appointments (403)."
 )
 LIST_RULES = "Newest first: appointment_date descending, then booking time descending."
-SNAPSHOT_RULES = (
-    "Active appointments (WAITING, IN_CONSULTATION) by queue_position. For the display role "
-    "each patient is only {initials}. estimated_wait_minutes: avg = mean length of the "
-    "doctor's last 20 completed consultations (10 if none, clamped 1..120); a WAITING entry "
-    "with n WAITING ahead waits n*avg + max(avg - time the current patient has been in the "
-    "room, 0); the patient in the room: 0."
-)
-
-
-def _booked_doctor_keys() -> tuple[str, ...]:
-    """A booking reads its doctor's profile (the fees): read it with the caller's identity."""
-    body = request.get_json(silent=True)
-    doctor_id = body.get("doctor_id") if isinstance(body, dict) else None
-    if type(doctor_id) is not int:
-        return ()
-    return doctor_profile_keys(doctor_id)
-
-
 @blp.route("/appointments")
 class AppointmentsResource(MethodView):
     @allow(*STAFF)
@@ -77,7 +55,6 @@ class AppointmentsResource(MethodView):
         ).as_dict()
 
     @allow(*BOOKERS)
-    @reads_with_identity(_booked_doctor_keys)
     @blp.doc(description=BOOKING_RULES)
     @blp.arguments(BookingSchema)
     @blp.response(201, BookedAppointmentSchema)
@@ -131,46 +108,3 @@ class PatientAppointmentsResource(MethodView):
     def get(self, query, patient_id):
         """A patient's appointments, newest first"""
         return queries.list_patient_appointments(patient_id, query["page"], query["limit"]).as_dict()
-
-
-def _snapshot_response(snapshot):
-    """The snapshot's JSON text, sent as is: not parsed and dumped through the schema
-    again on the hottest read of the system."""
-    return current_app.response_class(snapshot.json + "\n", mimetype="application/json")
-
-
-def _snapshot_keys(doctor_id: int) -> tuple[str, ...]:
-    """Today's unmasked snapshot (what staff read), to be read with the identity."""
-    if "date" in request.args:
-        return ()
-    return service.snapshot_cache_keys(doctor_id, clinic_today(), masked=False)
-
-
-@blp.route("/queue/<id:doctor_id>")
-class QueueResource(MethodView):
-    @allow(*ANY_ROLE)
-    @reads_with_identity(_snapshot_keys)
-    @blp.doc(description=SNAPSHOT_RULES)
-    @blp.arguments(QueueQuery, location="query")
-    @blp.response(200, QueueSnapshotSchema)
-    @blp.alt_response(404, description="Unknown doctor")
-    def get(self, query, doctor_id):
-        """A doctor's queue on a date (default today)"""
-        masked = current_identity().role == "display"
-        snapshot = service.encoded_queue_snapshot(
-            doctor_id, query.get("date") or clinic_today(), masked=masked
-        )
-        return _snapshot_response(snapshot)
-
-
-@blp.route("/queue/<id:doctor_id>/next")
-class QueueNextResource(MethodView):
-    @allow(*STATUS_CHANGERS)
-    @reads_with_identity(doctor_profile_keys)
-    @blp.response(200, QueueSnapshotSchema)
-    @blp.alt_response(404, description="Unknown doctor")
-    @blp.alt_response(409, description="Nobody is waiting")
-    def post(self, doctor_id):
-        """Complete the patient in the room and call in the next one (today's queue)"""
-        snapshot = service.call_next(doctor_id, current_identity())
-        return _snapshot_response(snapshot)

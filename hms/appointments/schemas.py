@@ -1,11 +1,11 @@
-"""Appointments and the queue: request and response schemas."""
+"""Appointments: request and response schemas."""
 
 from __future__ import annotations
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from hms.appointments.models import APPOINTMENT_TYPES, STATUSES
+from hms.appointments.models import APPOINTMENT_TYPES, PRIORITIES, STATUSES
 from hms.core.fields import MAX_ID, Id, PageQuery, StrictSchema, Text, page_schema
 
 REASON_MAX = 500
@@ -20,6 +20,11 @@ class BookingSchema(StrictSchema):
     doctor_id = Id(required=True, metadata={"description": "The doctor's staff id."})
     appointment_type = fields.String(required=True, validate=validate.OneOf(APPOINTMENT_TYPES))
     chief_complaint = Text(COMPLAINT_MAX, allow_none=True)
+    priority = fields.String(
+        load_default="NORMAL",
+        validate=validate.OneOf(PRIORITIES),
+        metadata={"description": "URGENT patients wait ahead of NORMAL ones (first come, first served within each)."},
+    )
     appointment_date = fields.Date(
         metadata={"description": "YYYY-MM-DD in the clinic's time zone; default today, never in the past."}
     )
@@ -42,10 +47,6 @@ class AppointmentListQuery(PageQuery):
     date = fields.Date(metadata={"description": "Appointment date, YYYY-MM-DD."})
 
 
-class QueueQuery(StrictSchema):
-    date = fields.Date(metadata={"description": "YYYY-MM-DD; default today in the clinic's time zone."})
-
-
 # --- responses --------------------------------------------------------------------------
 
 
@@ -55,6 +56,7 @@ class AppointmentSchema(ma.Schema):
     doctor_id = fields.Integer()
     appointment_date = fields.Date()
     appointment_type = fields.String()
+    priority = fields.String()
     status = fields.String()
     token = fields.Integer()
     queue_position = fields.Integer(
@@ -107,35 +109,3 @@ class AppointmentEventSchema(ma.Schema):
 
 AppointmentPageSchema = page_schema(AppointmentSchema, "AppointmentPage")
 AppointmentEventPageSchema = page_schema(AppointmentEventSchema, "AppointmentEventPage")
-
-
-# The snapshot is built (and cached) as a JSON-ready dict: timestamps are already strings.
-class QueuePatientSchema(ma.Schema):
-    id = fields.Integer(metadata={"description": "Absent in the display role's masked form."})
-    mrn = fields.String(metadata={"description": "Absent in the masked form."})
-    name = fields.String(metadata={"description": "Absent in the masked form."})
-    initials = fields.String(metadata={"description": 'Masked form only, e.g. "A.K."'})
-
-
-class QueueEntrySchema(ma.Schema):
-    appointment_id = fields.Integer()
-    token = fields.Integer()
-    queue_position = fields.Integer()
-    status = fields.String()
-    patient = fields.Nested(QueuePatientSchema)
-    waiting_since = fields.String(metadata={"format": "date-time"})
-    estimated_wait_minutes = fields.Integer()
-
-
-class QueueDoctorSchema(ma.Schema):
-    id = fields.Integer()
-    name = fields.String()
-
-
-class QueueSnapshotSchema(ma.Schema):
-    doctor = fields.Nested(QueueDoctorSchema)
-    date = fields.String(metadata={"format": "date"})
-    version = fields.Integer()
-    waiting_count = fields.Integer()
-    in_consultation = fields.Nested(QueueEntrySchema, allow_none=True)
-    entries = fields.List(fields.Nested(QueueEntrySchema))

@@ -18,14 +18,12 @@ from flask import Flask, current_app, g, redirect, request, session, url_for
 
 from hms.auth.models import ROLES
 from hms.auth.service import Identity, identity_from_session, identity_from_token
-from hms.core.cache import fetch_along
 from hms.errors import Forbidden, Unauthorized
 
 PUBLIC = "public"
 ANY_ROLE = frozenset(ROLES)
 STAFF = frozenset(ROLES) - {"display"}
 _ATTR = "_hms_policy"
-_ALONG_ATTR = "_hms_reads_along"
 # Endpoints added by libraries (flask-smorest's docs, Flask's static files).
 _LIBRARY_PUBLIC = {"static", "api-docs.openapi_json", "api-docs.openapi_swagger_ui"}
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -55,18 +53,6 @@ def page(*roles: str) -> Callable:
     def mark(view: Callable) -> Callable:
         allow(*roles)(view)
         view._hms_page = True
-        return view
-
-    return mark
-
-
-def reads_with_identity(keys: Callable[..., tuple[str, ...]]) -> Callable:
-    """Mark a view whose cache reads are known from its URL: `keys(**view_args)` names
-    them (or returns () when it cannot tell), and they are read in the same round trip
-    as the caller's identity (core.cache.fetch_along). For the hottest reads only."""
-
-    def mark(view: Callable) -> Callable:
-        setattr(view, _ALONG_ATTR, keys)
         return view
 
     return mark
@@ -127,9 +113,6 @@ def enforce_policy():
         return None
     if policy is None:  # check_policies() makes this unreachable; fail closed anyway
         raise Forbidden("This route has no access policy.")
-    along = getattr(handler, _ALONG_ATTR, None)
-    if along is not None:
-        fetch_along(*along(**(request.view_args or {})))
     identity = _authenticate()
     view = current_app.view_functions[request.endpoint]
     if identity is None:

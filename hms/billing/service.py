@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, bindparam, insert, literal_column, or_, select
 from sqlalchemy.orm import load_only, selectinload
 
-from hms.appointments.events import record_event
+from hms.queue.events import record_event
 from hms.appointments.models import Appointment
 from hms.auth.models import User
 from hms.auth.service import Identity

@@ -26,10 +26,10 @@ _MISSING = object()
 _ALONG = "_hms_cache_along"  # g attribute: [keys to add to the next read, {key: value read along}]
 
 
-def fetch_along(*keys: str) -> None:
-    """Keys this request will read soon: they are added to its next cache read, so they
-    cost no round trip of their own (e.g. the queue snapshot's keys ride along with the
-    caller's identity, read first, by authentication).
+def prefetch(*keys: str) -> None:
+    """Keys this request will read soon: they ride along with its next cache read (the
+    caller's identity, read first by authentication), so they cost no round trip of
+    their own. The queue package asks for today's snapshot this way on its hottest read.
 
     Each value read along is handed out once, to a later read of exactly those keys, and
     everything read along is dropped at the request's first cache write or delete: a

@@ -25,9 +25,11 @@ from sqlalchemy import Select, func, insert, select, text
 from hms.core.db import next_value
 from hms.core.pagination import Page, paginate
 from hms.core.time import clinic_today
+from hms.core.uow import unit_of_work
 from hms.errors import NotFound, ValidationFailed
 from hms.extensions import db
 from hms.patients.models import Patient
+from hms.queue import touch_queues_of_patient
 
 MRN_COUNTER = "patient_mrn"
 EARLIEST_BIRTH = date(1900, 1, 1)
@@ -101,17 +103,15 @@ def update_patient(patient_id: int, data: dict) -> Patient:
     A new name shows at once in the queues the patient is in (today on): their versions
     are bumped in the same transaction, and their snapshots replaced after the commit,
     as for any queue change (the waiting-room display shows the initials)."""
-    from hms.appointments.service import announce_queue_changes, touch_queues_of_patient
-
-    patient = get_patient(patient_id)
-    changes = dict(data)
-    _settle_age(changes, patient.date_of_birth, patient.age)
-    renamed = "name" in changes and changes["name"] != patient.name
-    for field, value in changes.items():
-        setattr(patient, field, value)
-    queues = touch_queues_of_patient(patient_id) if renamed else []
-    db.session.commit()
-    announce_queue_changes(queues)
+    with unit_of_work():
+        patient = get_patient(patient_id)
+        changes = dict(data)
+        _settle_age(changes, patient.date_of_birth, patient.age)
+        renamed = "name" in changes and changes["name"] != patient.name
+        for field, value in changes.items():
+            setattr(patient, field, value)
+        if renamed:
+            touch_queues_of_patient(patient_id)
     return patient
 
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from sqlalchemy import Select, bindparam, insert, select
 from sqlalchemy.orm import joinedload, load_only, selectinload
 
-from hms.appointments.events import record_event
+from hms.queue.events import record_event
 from hms.appointments.models import COMPLETED, IN_CONSULTATION, Appointment
 from hms.auth.service import Identity
 from hms.core.pagination import Page, paginate

@@ -1,24 +1,19 @@
-"""Queue-change notifications for the live streams.
+"""Change notices for the live streams: publish a topic's new version, wake its streams.
 
-Contract used by the appointments domain: after a transaction that changed a doctor's
-queue has COMMITTED, call `notify_queue_changed(doctor_id, queue_date, version)`.
-The message is {doctor_id, date, version}; every open stream of that doctor then sends
-the snapshot of at least that version, built once per worker process (SnapshotMemo).
+A topic is a number (the queue package uses the doctor's id); a change names the topic,
+a day ("YYYY-MM-DD") and the version it reached, and may carry its encoded events, one
+bytes object per variant (the queue package's variants are the full and the masked
+form). Realtime knows nothing of what the bytes say: it moves them.
 
-With Redis, the message also carries the encoded events themselves (full and masked)
-when the change is to today's queue and some stream of that doctor is open anywhere
-(its lease set exists): the publisher builds the snapshot once, right after its commit
-(from the cache it has just invalidated, so from the database; the request that made
-the change then usually reads it back from the cache), and no worker builds anything,
-however many there are. Each worker keeps the event in its memo if it is newer than
-the one it has, and its streams write those bytes. A message without them (nobody was
-watching, the build failed, another date, the in-process broker) makes the streams
-build as before.
+Every open stream of the topic wakes and sends the event of at least that version: the
+one the message carried, kept in this worker's memo, or one its memo builds once for all
+the worker's streams of that topic and variant (`SnapshotMemo`).
 
 Two brokers behind one interface:
-- `InProcessBroker` for the embedded default (one worker): delivery is a function call.
+- `InProcessBroker` for the embedded default (one worker): delivery is a function call,
+  and messages carry no events (the first woken stream builds, the others reuse it).
 - `RedisBroker` when REDIS_URL is set: a publish goes to the channel
-  `hms:queue:<redis db>:<doctor_id>`; each worker process holds exactly one pub/sub
+  `hms:queue:<redis db>:<topic>`; each worker process holds exactly one pub/sub
   connection, a single background greenlet subscribed to the pattern, started lazily on
   the first stream of that process (after gunicorn's fork, never at import). It fans
   each message out to the mailboxes of the local streams. After Redis comes back from
@@ -45,16 +40,12 @@ import time
 import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import date
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 import redis
-from flask import Flask, current_app, has_app_context
+from flask import Flask, current_app
 
-from hms.realtime.snapshots import Encoded, SnapshotMemo, event_text, format_event
-
-if TYPE_CHECKING:
-    from hms.appointments.queue import EncodedSnapshot
+from hms.realtime.memo import Encoded, SnapshotMemo
 
 log = logging.getLogger(__name__)
 EXTENSION_KEY = "hms.realtime.broker"
@@ -90,11 +81,11 @@ class Subscription:
     against 9.7 us of CPU per delivery and wakeup). The event is set and cleared under
     the lock, so a set never outlives the wakeup it announces and no wakeup is missed."""
 
-    __slots__ = ("doctor_id", "masked", "_lock", "_ready", "_pending", "_closed")
+    __slots__ = ("topic", "variant", "_lock", "_ready", "_pending", "_closed")
 
-    def __init__(self, doctor_id: int, masked: bool = False):
-        self.doctor_id = doctor_id
-        self.masked = masked
+    def __init__(self, topic: int, variant: str):
+        self.topic = topic
+        self.variant = variant
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._pending: Wakeup | None = None
@@ -139,46 +130,46 @@ class Subscription:
 
 
 class SubscriberRegistry:
-    """doctor_id -> the mailboxes of this process's open streams of that doctor.
+    """topic -> the mailboxes of this process's open streams of that topic.
 
     A stream removes its mailbox when it ends (finally), so nothing accumulates."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_doctor: dict[int, set[Subscription]] = {}
+        self._by_topic: dict[int, set[Subscription]] = {}
         self.closed = False
 
-    def add(self, doctor_id: int, masked: bool = False) -> Subscription:
-        subscription = Subscription(doctor_id, masked)
+    def add(self, topic: int, variant: str) -> Subscription:
+        subscription = Subscription(topic, variant)
         with self._lock:
             if self.closed:
                 subscription.close()
-            self._by_doctor.setdefault(doctor_id, set()).add(subscription)
+            self._by_topic.setdefault(topic, set()).add(subscription)
         return subscription
 
     def remove(self, subscription: Subscription) -> None:
         with self._lock:
-            subscribers = self._by_doctor.get(subscription.doctor_id)
+            subscribers = self._by_topic.get(subscription.topic)
             if subscribers is not None:
                 subscribers.discard(subscription)
                 if not subscribers:
-                    del self._by_doctor[subscription.doctor_id]
+                    del self._by_topic[subscription.topic]
 
-    def deliver(self, doctor_id: int, queue_date: str, version: int) -> int:
+    def deliver(self, topic: int, day: str, version: int) -> int:
         with self._lock:
-            subscribers = list(self._by_doctor.get(doctor_id, ()))
+            subscribers = list(self._by_topic.get(topic, ()))
         for subscription in subscribers:
-            subscription.deliver(queue_date, version)
+            subscription.deliver(day, version)
         return len(subscribers)
 
-    def variants(self, doctor_id: int) -> set[bool]:
-        """The forms (masked or not) this process's streams of a doctor send."""
+    def variants(self, topic: int) -> set[str]:
+        """The variants this process's streams of a topic send."""
         with self._lock:
-            return {s.masked for s in self._by_doctor.get(doctor_id, ())}
+            return {s.variant for s in self._by_topic.get(topic, ())}
 
     def _everyone(self) -> list[Subscription]:
         with self._lock:
-            return [s for subscribers in self._by_doctor.values() for s in subscribers]
+            return [s for subscribers in self._by_topic.values() for s in subscribers]
 
     def recheck_all(self, force: bool) -> None:
         for subscription in self._everyone():
@@ -190,17 +181,18 @@ class SubscriberRegistry:
         for subscription in self._everyone():
             subscription.close()
 
-    def count(self, doctor_id: int | None = None) -> int:
+    def count(self, topic: int | None = None) -> int:
         with self._lock:
-            if doctor_id is not None:
-                return len(self._by_doctor.get(doctor_id, ()))
-            return sum(len(s) for s in self._by_doctor.values())
+            if topic is not None:
+                return len(self._by_topic.get(topic, ()))
+            return sum(len(s) for s in self._by_topic.values())
 
 
 class Broker(ABC):
-    """Publish queue changes; hand out per-stream mailboxes."""
+    """Publish changes; hand out per-stream mailboxes."""
 
-    # Whether publish() sends the encoded events along (notify_queue_changed builds them).
+    # Whether publish() sends the encoded events along to other processes (a publisher
+    # builds them only for a broker that carries them).
     carries_events = False
 
     def __init__(self) -> None:
@@ -209,12 +201,14 @@ class Broker(ABC):
         _brokers.add(self)
 
     @abstractmethod
-    def publish(self, doctor_id: int, queue_date: date, version: int, events: dict | None = None) -> None:
-        """`events`: {"version": the snapshot's, "full": event text, "masked": event
-        text} of a snapshot of at least `version`, built by the publisher; optional."""
+    def publish(
+        self, topic: int, day: str, version: int, events: Mapping[str, bytes] | None = None
+    ) -> None:
+        """Announce that `topic` reached `version` on `day`. `events`: variant -> the
+        encoded event of exactly that version (optional; never carries an older one)."""
 
-    def subscribe(self, doctor_id: int, masked: bool = False) -> Subscription:
-        return self.registry.add(doctor_id, masked)
+    def subscribe(self, topic: int, variant: str) -> Subscription:
+        return self.registry.add(topic, variant)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.registry.remove(subscription)
@@ -230,8 +224,10 @@ class Broker(ABC):
 class InProcessBroker(Broker):
     """The embedded default: one worker process, delivery is a function call."""
 
-    def publish(self, doctor_id: int, queue_date: date, version: int, events: dict | None = None) -> None:
-        self.registry.deliver(doctor_id, queue_date.isoformat(), version)
+    def publish(
+        self, topic: int, day: str, version: int, events: Mapping[str, bytes] | None = None
+    ) -> None:
+        self.registry.deliver(topic, day, version)
 
 
 class RedisBroker(Broker):
@@ -275,26 +271,28 @@ class RedisBroker(Broker):
         """The subscriber connection's name in Redis' CLIENT LIST (process id, broker number)."""
         return f"hms-queue-subscriber-{os.getpid()}-{self._serial}"
 
-    def channel(self, doctor_id: int) -> str:
-        return f"{self.channel_base}{doctor_id}"
+    def channel(self, topic: int) -> str:
+        return f"{self.channel_base}{topic}"
 
-    def publish(self, doctor_id: int, queue_date: date, version: int, events: dict | None = None) -> None:
-        payload = {"doctor_id": doctor_id, "date": queue_date.isoformat(), "version": version}
+    def publish(
+        self, topic: int, day: str, version: int, events: Mapping[str, bytes] | None = None
+    ) -> None:
+        payload: dict = {"topic": topic, "date": day, "version": version}
         if events:
-            payload["events"] = events
+            payload["events"] = {variant: event.decode() for variant, event in events.items()}
         message = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         try:
-            self._client().publish(self.channel(doctor_id), message)
+            self._client().publish(self.channel(topic), message)
         except redis.RedisError:
             # The change is committed; only the push is lost. This worker's own streams
             # still hear it, the others resync when the subscriber reconnects.
-            log.warning("queue change for doctor %s not published: Redis unavailable", doctor_id)
-            self.registry.deliver(doctor_id, queue_date.isoformat(), version)
+            log.warning("change of topic %s not published: Redis unavailable", topic)
+            self.registry.deliver(topic, day, version)
 
     # -- the one subscriber per process -------------------------------------------
 
-    def subscribe(self, doctor_id: int, masked: bool = False) -> Subscription:
-        subscription = super().subscribe(doctor_id, masked)
+    def subscribe(self, topic: int, variant: str) -> Subscription:
+        subscription = super().subscribe(topic, variant)
         self.ensure_subscriber()
         return subscription
 
@@ -365,24 +363,24 @@ class RedisBroker(Broker):
             return
         try:
             data = json.loads(message["data"])
-            doctor_id, queue_date, version = int(data["doctor_id"]), str(data["date"]), int(data["version"])
+            topic, day, version = int(data["topic"]), str(data["date"]), int(data["version"])
         except (ValueError, KeyError, TypeError):
-            log.warning("ignoring malformed queue message %r", message.get("data"))
+            log.warning("ignoring malformed change message %r", message.get("data"))
             return
         events = data.get("events")
         if isinstance(events, dict):
-            self._keep_events(doctor_id, queue_date, events)
-        self.registry.deliver(doctor_id, queue_date, version)
+            self._keep_events(topic, day, version, events)
+        self.registry.deliver(topic, day, version)
 
-    def _keep_events(self, doctor_id: int, queue_date: str, events: dict) -> None:
-        """Put the publisher's events in the memo, for the forms this worker's streams send."""
+    def _keep_events(self, topic: int, day: str, version: int, events: dict) -> None:
+        """Put the publisher's events in the memo, for the variants this worker's streams send."""
         try:
-            version = int(events["version"])
-            for masked in self.registry.variants(doctor_id):
-                text = events["masked" if masked else "full"]
-                self.memo.offer((doctor_id, queue_date, masked), Encoded(version, queue_date, text.encode()))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            log.warning("ignoring malformed events of a queue message for doctor %s", doctor_id)
+            for variant in self.registry.variants(topic):
+                event = events.get(variant)
+                if event is not None:
+                    self.memo.offer((topic, day, variant), Encoded(version, day, event.encode()))
+        except (TypeError, ValueError, AttributeError):
+            log.warning("ignoring malformed events of a change message for topic %s", topic)
 
 
 class QueueBroker:
@@ -398,88 +396,6 @@ class QueueBroker:
     @staticmethod
     def get(app: Flask | None = None) -> Broker:
         return (app or current_app).extensions[EXTENSION_KEY]
-
-
-def streams_want_events(doctor_id: int, queue_date: date) -> bool:
-    """Whether a change to this queue should carry its snapshot's events: the broker
-    carries them (Redis), the date is today, and a stream of the doctor is open
-    somewhere. A change that asks before its transaction can read the snapshot inside
-    it, under the queue lock, instead of after its commit. Never raises (False)."""
-    from hms.core.time import clinic_today
-    from hms.realtime.limiter import StreamSlots
-
-    try:
-        return (
-            QueueBroker.get().carries_events
-            and queue_date == clinic_today()
-            and StreamSlots.get().watched(doctor_id)
-        )
-    except Exception:  # noqa: BLE001 - the streams build the snapshot themselves
-        log.warning("could not tell whether doctor %s has open streams", doctor_id, exc_info=True)
-        return False
-
-
-def notify_queue_changed(
-    doctor_id: int,
-    queue_date: date,
-    version: int,
-    encoded: EncodedSnapshot | None = None,
-    *,
-    watched: bool | None = None,
-) -> None:
-    """Announce a committed change of a doctor's queue. Never raises.
-
-    `encoded`: the caller's own unmasked snapshot as it cached it (JSON text and data),
-    read under the queue lock just before its commit, if it has one: it is then neither
-    built nor encoded again for the message. `watched`: what `streams_want_events`
-    answered the caller, if it asked (not asked again)."""
-    if not has_app_context() or EXTENSION_KEY not in current_app.extensions:
-        log.warning("notify_queue_changed outside the app: doctor %s not announced", doctor_id)
-        return
-    try:
-        broker = QueueBroker.get()
-        events = (
-            _events_for_streams(doctor_id, queue_date, version, encoded, watched)
-            if broker.carries_events and watched is not False
-            else None
-        )
-        broker.publish(doctor_id, queue_date, version, events)
-    except Exception:  # noqa: BLE001 - the booking is committed; a lost push must not fail it
-        log.exception("queue change for doctor %s not announced", doctor_id)
-
-
-def _events_for_streams(
-    doctor_id: int,
-    queue_date: date,
-    version: int,
-    encoded: EncodedSnapshot | None = None,
-    watched: bool | None = None,
-) -> dict | None:
-    """The encoded events (full and masked) of today's snapshot, if a stream of this
-    doctor is open anywhere; None otherwise or if the build fails (the streams build)."""
-    from hms.appointments.queue import encoded_queue_snapshot, mask_snapshot
-
-    try:
-        if watched is None and not streams_want_events(doctor_id, queue_date):
-            return None
-        if (
-            encoded is None
-            or int(encoded.data["version"]) < version
-            or encoded.data["date"] != queue_date.isoformat()
-        ):
-            encoded = encoded_queue_snapshot(doctor_id, queue_date, masked=False)
-        snapshot = encoded.data
-        current = int(snapshot["version"])
-        if current < version:
-            return None  # older than the change (not expected after its commit): let streams build
-        return {
-            "version": current,
-            "full": event_text(current, encoded.json),  # the very JSON text cached for GET
-            "masked": format_event(mask_snapshot(snapshot)),
-        }
-    except Exception:  # noqa: BLE001 - the streams build it themselves
-        log.warning("queue events of doctor %s not built for the message", doctor_id, exc_info=True)
-        return None
 
 
 def close_all_streams() -> None:

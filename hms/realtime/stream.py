@@ -1,8 +1,8 @@
-"""One open Server-Sent Events stream of a doctor's queue, and its wire format.
+"""One open Server-Sent Events stream of a topic, and its wire format.
 
 The stream holds no request context, database session or pooled connection while it
-waits: each snapshot is built by a callable that opens its own app context and removes
-its session at once. Its lease and its mailbox are given back in `close()`, which runs
+waits: each event is built by a loader the stream was given (the publishing package's),
+which opens its own app context and removes its session at once. Its lease and its mailbox are given back in `close()`, which runs
 whichever way the stream ends (client gone at the next write, worker shutdown, error,
 or a HEAD request whose body is never iterated).
 
@@ -26,7 +26,7 @@ from flask import Response
 
 from hms.realtime.broker import Broker, Subscription, Wakeup
 from hms.realtime.limiter import InProcessSlots, Lease, RedisSlots
-from hms.realtime.snapshots import Encoded, SnapshotMemo, retry_line
+from hms.realtime.memo import Encoded, SnapshotMemo, retry_line
 
 log = logging.getLogger(__name__)
 PING = b": ping\n\n"
@@ -35,19 +35,19 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 BUILD_RETRY_SECONDS = 1.0
 
 
-class QueueStream:
+class Stream:
     """Everything one open stream needs; the stream itself is the response body."""
 
     __slots__ = (
-        "doctor_id",
-        "masked",
+        "topic",
+        "variant",
         "_retry",
         "_first",
         "subscription",
         "broker",
         "lease",
         "slots",
-        "load_snapshot",
+        "load",
         "today",
         "still_allowed",
         "memo",
@@ -64,26 +64,26 @@ class QueueStream:
     def __init__(
         self,
         *,
-        doctor_id: int,
-        masked: bool,
-        first: Encoded,  # the current snapshot's event, from the memo (SnapshotMemo.share)
+        topic: int,
+        variant: str,
+        first: Encoded,  # the current state's event, from the memo (SnapshotMemo.share)
         subscription: Subscription,
         broker: Broker,
         lease: Lease,
         slots: InProcessSlots | RedisSlots,
-        load_snapshot: Callable[[str], dict],  # (date "YYYY-MM-DD") -> snapshot; own app context
+        load: Callable[[str], Encoded],  # (day "YYYY-MM-DD") -> that day's event; own app context
         today: Callable[[], str],  # the clinic's date, "YYYY-MM-DD"
         still_allowed: Callable[[], bool],  # the caller's account still active and signed in
         memo: SnapshotMemo,
         heartbeat_seconds: float,
         retry_ms: int,
     ):
-        self.doctor_id = doctor_id
-        self.masked = masked
+        self.topic = topic
+        self.variant = variant
         # The opening is two chunks, `retry:` and the first event, both objects shared by
         # every stream: the server keeps the last chunk it wrote referenced while the
         # stream waits, so an opening encoded per stream would cost every idle stream the
-        # size of its snapshot (measured: 39.5 KB per stream at 10,000 with queues of 83).
+        # size of its event (measured: 39.5 KB per stream at 10,000 with queues of 83).
         self._retry: bytes | None = retry_line(retry_ms)
         self._first: Encoded | None = first
         self._sent_version, self._sent_date = first.version, first.date
@@ -91,7 +91,7 @@ class QueueStream:
         self.broker = broker
         self.lease = lease
         self.slots = slots
-        self.load_snapshot = load_snapshot
+        self.load = load
         self.today = today
         self.still_allowed = still_allowed
         self.memo = memo
@@ -111,23 +111,19 @@ class QueueStream:
         try:
             self.slots.release(self.lease)
         except Exception:  # noqa: BLE001 - an unreleased lease expires by itself
-            log.warning("stream lease of doctor %s not released", self.doctor_id, exc_info=True)
+            log.warning("stream lease of topic %s not released", self.topic, exc_info=True)
 
     def _build(self, day: str, wakeup: Wakeup) -> Encoded:
         return self.memo.get(
-            (self.doctor_id, day, self.masked),
-            lambda: self.load_snapshot(day),
+            (self.topic, day, self.variant),
+            lambda: self.load(day),
             min_version=wakeup.changes.get(day) if not wakeup.recheck else None,
             since=wakeup.since if wakeup.recheck else None,
         )
 
     # -- the response body ------------------------------------------------------------
 
-    def __iter__(self) -> QueueStream:
-        return self
-
-    def events(self) -> QueueStream:
-        """The body (the stream itself); kept for callers that iterate `events()`."""
+    def __iter__(self) -> Stream:
         return self
 
     def __next__(self) -> bytes:
@@ -177,11 +173,11 @@ class QueueStream:
                     return CLOSING
             day = self.today()
             if not wakeup.recheck and day not in wakeup.changes:
-                continue  # another date of this doctor changed
+                continue  # another day of this topic changed
             try:
                 encoded = self._build(day, wakeup)
             except Exception:  # noqa: BLE001 - keep the stream; try again in a second
-                log.warning("queue snapshot of doctor %s failed; retrying", self.doctor_id, exc_info=True)
+                log.warning("event of topic %s not built; retrying", self.topic, exc_info=True)
                 self._retry_build = True
                 self._next_ping = min(self._next_ping, time.monotonic() + BUILD_RETRY_SECONDS)
                 continue
@@ -191,7 +187,7 @@ class QueueStream:
                 return encoded.event
 
 
-def sse_response(stream: QueueStream) -> Response:
+def sse_response(stream: Stream) -> Response:
     # The stream is the WSGI body as is (bytes, closed by the server): no encoding
     # generator or closing wrapper per stream.
     response = Response(stream, mimetype="text/event-stream", headers=SSE_HEADERS, direct_passthrough=True)

@@ -26,8 +26,10 @@ from hms.auth.models import User
 from hms.auth.service import Identity, forget_identity, hash_password
 from hms.core.cache import bump_generation, cached, cached_in_generation, generation, generation_key
 from hms.core.pagination import paginate
+from hms.core.uow import unit_of_work
 from hms.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from hms.extensions import db
+from hms.queue import touch_queues_of_doctor
 from hms.reference.models import Department, Specialization
 
 DOCTOR = "doctor"
@@ -107,46 +109,44 @@ def update_staff(staff_id: int, changes: dict[str, Any], actor: Identity) -> Use
         raise Conflict("You cannot disable your own account or change your own role.")
     # Hash before taking any lock: a slow hash must not hold the row.
     password_hash = hash_password(changes["password"]) if "password" in changes else None
-    # A doctor's name is in the snapshots of their queues: replace them (screens update).
-    from hms.appointments.service import announce_queue_changes, touch_queues_of_doctor
+    with unit_of_work(conflict="This change conflicts with another account.") as uow:
+        # A doctor's name is in the snapshots of their queues: replace them (screens update).
+        if "name" in changes:
+            touch_queues_of_doctor(staff_id)
 
-    queues = touch_queues_of_doctor(staff_id) if "name" in changes else []
+        # Lock the account and the caller's own in one statement, in id order (no deadlock):
+        # two admins disabling each other at once cannot leave the clinic without an admin.
+        rows = {
+            row.id: row
+            for row in db.session.scalars(
+                select(User).where(User.id.in_({staff_id, actor.id})).order_by(User.id).with_for_update()
+            )
+        }
+        user = rows.get(staff_id)
+        if user is None:
+            raise NotFound("No staff member with this id.")
+        caller = rows.get(actor.id)
+        if caller is None or not caller.active or caller.role != actor.role:
+            raise Conflict("Your own account changed while this request ran; sign in again.")
 
-    # Lock the account and the caller's own in one statement, in id order (no deadlock):
-    # two admins disabling each other at once cannot leave the clinic without an admin.
-    rows = {
-        row.id: row
-        for row in db.session.scalars(
-            select(User).where(User.id.in_({staff_id, actor.id})).order_by(User.id).with_for_update()
+        role = changes.get("role", user.role)
+        current = {name: getattr(user, name) for name in DOCTOR_ONLY_FIELDS}
+        doctor_fields = _doctor_fields(role, current, changes)
+        _check_references(
+            changes.get("department_id"),
+            doctor_fields["specialization_id"] if "specialization_id" in changes else None,
         )
-    }
-    user = rows.get(staff_id)
-    if user is None:
-        raise NotFound("No staff member with this id.")
-    caller = rows.get(actor.id)
-    if caller is None or not caller.active or caller.role != actor.role:
-        raise Conflict("Your own account changed while this request ran; sign in again.")
 
-    role = changes.get("role", user.role)
-    current = {name: getattr(user, name) for name in DOCTOR_ONLY_FIELDS}
-    doctor_fields = _doctor_fields(role, current, changes)
-    _check_references(
-        changes.get("department_id"),
-        doctor_fields["specialization_id"] if "specialization_id" in changes else None,
-    )
-
-    for name in _UPDATABLE:
-        if name in changes:
-            setattr(user, name, changes[name])
-    for name, value in doctor_fields.items():
-        setattr(user, name, value)
-    if password_hash is not None:
-        user.password_hash = password_hash
-    if password_hash is not None or changes.get("active") is False:
-        user.token_epoch = user.token_epoch + 1
-    _commit("This change conflicts with another account.")
-    _account_changed(user.id)
-    announce_queue_changes(queues)
+        for name in _UPDATABLE:
+            if name in changes:
+                setattr(user, name, changes[name])
+        for name, value in doctor_fields.items():
+            setattr(user, name, value)
+        if password_hash is not None:
+            user.password_hash = password_hash
+        if password_hash is not None or changes.get("active") is False:
+            user.token_epoch = user.token_epoch + 1
+        uow.after_commit(lambda _: _account_changed(staff_id))
     return user
 
 

@@ -10,7 +10,7 @@ from hms.auth import service
 from hms.auth.access import ANY_ROLE, page, public
 from hms.errors import Unauthorized
 from hms.extensions import limiter
-from hms.realtime import service as realtime
+from hms.queue import service as queue
 
 bp = Blueprint("web", __name__, template_folder="templates")
 
@@ -63,6 +63,6 @@ def display(doctor_id: int):
     """The waiting-room screen of one doctor: always masked, live over the queue stream."""
     return render_template(
         "display.html",
-        snapshot=realtime.display_snapshot(doctor_id),
-        stream_url=url_for("realtime.QueueStreamResource", doctor_id=doctor_id),
+        snapshot=queue.display_snapshot(doctor_id),
+        stream_url=url_for("queue.QueueStreamResource", doctor_id=doctor_id),
     )

@@ -1,0 +1,49 @@
+"""The queue snapshot's schemas (documentation: the snapshot is sent as the JSON bytes it
+was encoded to once, not dumped through these) and the queue's query arguments."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields
+
+from hms.core.fields import StrictSchema
+
+
+class QueueQuery(StrictSchema):
+    date = fields.Date(metadata={"description": "YYYY-MM-DD; default today in the clinic's time zone."})
+
+
+class StreamQuery(StrictSchema):
+    """The stream takes no query parameters: an unknown one is a 422, as on every route."""
+
+
+class QueuePatientSchema(ma.Schema):
+    id = fields.Integer(metadata={"description": "Absent in the display role's masked form."})
+    mrn = fields.String(metadata={"description": "Absent in the masked form."})
+    name = fields.String(metadata={"description": "Absent in the masked form."})
+    initials = fields.String(metadata={"description": 'Masked form only, e.g. "A.K."'})
+
+
+class QueueEntrySchema(ma.Schema):
+    appointment_id = fields.Integer()
+    token = fields.Integer()
+    queue_position = fields.Integer()
+    priority = fields.String(metadata={"description": "NORMAL or URGENT (URGENT waits ahead of NORMAL)."})
+    status = fields.String()
+    patient = fields.Nested(QueuePatientSchema)
+    waiting_since = fields.String(metadata={"format": "date-time"})
+    estimated_wait_minutes = fields.Integer()
+
+
+class QueueDoctorSchema(ma.Schema):
+    id = fields.Integer()
+    name = fields.String()
+
+
+class QueueSnapshotSchema(ma.Schema):
+    doctor = fields.Nested(QueueDoctorSchema)
+    date = fields.String(metadata={"format": "date"})
+    version = fields.Integer()
+    waiting_count = fields.Integer()
+    in_consultation = fields.Nested(QueueEntrySchema, allow_none=True)
+    entries = fields.List(fields.Nested(QueueEntrySchema))

@@ -1,0 +1,69 @@
+"""Opening a stream: everything that must hold before streaming starts.
+
+Order matters: the mailbox is registered before the first event is read, so no change can
+slip between the two; an unknown topic (the loader raises) and one stream over the
+limit (429) both fail before any byte is streamed, and both give the mailbox back.
+
+The publishing package gives the callables a stream keeps (its loader, the clinic's
+day, the account check); it should share them between streams of the same topic and
+variant, so that an open stream costs no closures of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+
+from hms.errors import TooManyRequests
+from hms.realtime.broker import QueueBroker
+from hms.realtime.limiter import StreamSlots, lease_ttl_seconds
+from hms.realtime.memo import Encoded
+from hms.realtime.stream import Stream
+
+
+def open_stream(
+    app: Flask,
+    *,
+    topic: int,
+    variant: str,
+    read_first: Callable[[str], Encoded],
+    load: Callable[[str], Encoded],
+    today: Callable[[], str],
+    still_allowed: Callable[[], bool],
+    limit: int,
+    refused: str,
+) -> Stream:
+    """Subscribe, read the current event, take a lease; the stream sends that event first.
+
+    `read_first(day)` runs in the caller's request (its errors, e.g. NotFound, propagate).
+    Over `limit` open streams of the topic: TooManyRequests(`refused`)."""
+    config = app.config
+    heartbeat = float(config["SSE_HEARTBEAT_SECONDS"])
+    broker = QueueBroker.get(app)
+    slots = StreamSlots.get(app)
+    subscription = broker.subscribe(topic, variant)
+    try:
+        day = today()
+        first = broker.memo.share((topic, day, variant), read_first(day))
+        lease = slots.acquire(topic, limit, lease_ttl_seconds(heartbeat))
+        if lease is None:
+            raise TooManyRequests(refused, retry_after=max(1, round(heartbeat)))
+    except BaseException:
+        broker.unsubscribe(subscription)
+        raise
+    return Stream(
+        topic=topic,
+        variant=variant,
+        first=first,
+        subscription=subscription,
+        broker=broker,
+        lease=lease,
+        slots=slots,
+        load=load,
+        today=today,
+        still_allowed=still_allowed,
+        memo=broker.memo,
+        heartbeat_seconds=heartbeat,
+        retry_ms=int(config["SSE_RETRY_MS"]),
+    )
