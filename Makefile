@@ -36,9 +36,11 @@ run: install
 test: install browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+## lint: ruff, and the import layers of pyproject.toml (import-linter)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from flask import Flask
 
 from config import Config, get_config
+from hms import (
+    models,  # noqa: F401 - every table known to SQLAlchemy and Alembic
+    realtime,
+)
+from hms.appointments.routes import blp as appointments
+from hms.auth.access import check_policies, init_access
+from hms.auth.routes import blp as auth
+from hms.billing.routes import blp as billing
+from hms.cli import register_commands
+from hms.core.converters import IdConverter
+from hms.core.sessions import CookieSessionInterface
+from hms.errors import register_error_handlers
+from hms.extensions import api, cache, db, limiter, migrate
+from hms.ops.routes import bp as ops
+from hms.patients.routes import blp as patients
+from hms.prescriptions.routes import blp as prescriptions
+from hms.queue.routes import blp as queue
+from hms.reference.routes import blp as reference
+from hms.staff.routes import blp as staff
+from hms.web.routes import bp as web
 
 
 def create_app(config: Config | str | None = None) -> Flask:
-    from hms.core.sessions import CookieSessionInterface
-
     app = Flask(__name__, instance_relative_config=True)
     app.session_interface = CookieSessionInterface()
     app.config.from_object(config if isinstance(config, Config) else get_config(config))
@@ -19,10 +38,8 @@ def create_app(config: Config | str | None = None) -> Flask:
     _ensure_sqlite_folder(app)
     register_extensions(app)
     register_blueprints(app)
-    register_errors(app)
-    register_cli(app)
-    from hms.auth.access import check_policies
-
+    register_error_handlers(app, api)
+    register_commands(app)
     check_policies(app)
     return app
 
@@ -36,18 +53,10 @@ def _configure_logging(app: Flask) -> None:
 def _ensure_sqlite_folder(app: Flask) -> None:
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite:///"):
-        from pathlib import Path
-
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
 def register_extensions(app: Flask) -> None:
-    from hms import models  # noqa: F401 - every table known to SQLAlchemy and Alembic
-    from hms.auth.access import init_access
-    from hms.core.converters import IdConverter
-    from hms import realtime
-    from hms.extensions import api, cache, db, limiter, migrate
-
     app.url_map.converters["id"] = IdConverter
     db.init_app(app)
     migrate.init_app(
@@ -77,32 +86,7 @@ def _limit_decorated_views_only(app: Flask, limiter) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from hms.appointments.routes import blp as appointments
-    from hms.auth.routes import blp as auth
-    from hms.billing.routes import blp as billing
-    from hms.extensions import api
-    from hms.ops.routes import bp as ops
-    from hms.patients.routes import blp as patients
-    from hms.prescriptions.routes import blp as prescriptions
-    from hms.queue.routes import blp as queue
-    from hms.reference.routes import blp as reference
-    from hms.staff.routes import blp as staff
-    from hms.web.routes import bp as web
-
     for blueprint in (auth, staff, reference, patients, appointments, queue, billing, prescriptions):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops)
     app.register_blueprint(web)
-
-
-def register_errors(app: Flask) -> None:
-    from hms.errors import register_error_handlers
-    from hms.extensions import api
-
-    register_error_handlers(app, api)
-
-
-def register_cli(app: Flask) -> None:
-    from hms.cli import register_commands
-
-    register_commands(app)

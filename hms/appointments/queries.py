@@ -26,6 +26,7 @@ from hms.reference.models import Department
 # ix_appointments_date_created (appointment_date, created_at) serves this order.
 NEWEST_FIRST = (Appointment.appointment_date.desc(), Appointment.created_at.desc(), Appointment.id.desc())
 
+
 def appointment_dict(appointment: Appointment) -> dict:
     """The basic appointment fields (what lists and status changes answer)."""
     return {name: getattr(appointment, name) for name in APPOINTMENT_COLUMNS}

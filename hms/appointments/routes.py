@@ -41,6 +41,8 @@ STATUS_RULES = (
     "COMPLETED only. A doctor may change only their own appointments (403)."
 )
 LIST_RULES = "Newest first: appointment_date descending, then booking time descending."
+
+
 @blp.route("/appointments")
 class AppointmentsResource(MethodView):
     @allow(*STAFF)

@@ -23,7 +23,9 @@ class BookingSchema(StrictSchema):
     priority = fields.String(
         load_default="NORMAL",
         validate=validate.OneOf(PRIORITIES),
-        metadata={"description": "URGENT patients wait ahead of NORMAL ones (first come, first served within each)."},
+        metadata={
+            "description": "URGENT patients wait ahead of NORMAL ones (first come, first served within each)."
+        },
     )
     appointment_date = fields.Date(
         metadata={"description": "YYYY-MM-DD in the clinic's time zone; default today, never in the past."}

@@ -37,8 +37,12 @@ HOSPITAL_FEE_CATEGORY = "Hospital fee"
 # Booking: does the patient exist, and which categories do the fees go under?
 _BOOKING_LOOKUP = select(
     select(Patient.__table__.c.id).where(Patient.__table__.c.id == bindparam("patient_id")).scalar_subquery(),
-    select(Category.__table__.c.id).where(Category.__table__.c.name == CONSULTATION_CATEGORY).scalar_subquery(),
-    select(Category.__table__.c.id).where(Category.__table__.c.name == HOSPITAL_FEE_CATEGORY).scalar_subquery(),
+    select(Category.__table__.c.id)
+    .where(Category.__table__.c.name == CONSULTATION_CATEGORY)
+    .scalar_subquery(),
+    select(Category.__table__.c.id)
+    .where(Category.__table__.c.name == HOSPITAL_FEE_CATEGORY)
+    .scalar_subquery(),
 )
 
 
@@ -95,7 +99,13 @@ def book_appointment(data: dict, identity: Identity) -> dict:
         record_change(
             QueueChanged(doctor_id, queue_date, version, snapshot_for_streams(doctor_id, queue_date, watched))
         )
-    booked = {**values, "id": appointment_id, "queue_position": position, "entry_time": None, "exit_time": None}
+    booked = {
+        **values,
+        "id": appointment_id,
+        "queue_position": position,
+        "entry_time": None,
+        "exit_time": None,
+    }
     return {**{name: booked[name] for name in APPOINTMENT_COLUMNS}, "bill_id": bill_id}
 
 

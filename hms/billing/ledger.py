@@ -81,7 +81,9 @@ def _number_new_bills(uow: UnitOfWork) -> None:
 _INSERT_BILL = insert(Bill.__table__).returning(Bill.__table__.c.id)
 _INSERT_ITEMS = insert(BillItem.__table__)
 _SET_NUMBER = (
-    update(Bill.__table__).where(Bill.__table__.c.id == bindparam("bill_id")).values(number=bindparam("number"))
+    update(Bill.__table__)
+    .where(Bill.__table__.c.id == bindparam("bill_id"))
+    .values(number=bindparam("number"))
 )
 
 

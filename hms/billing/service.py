@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, bindparam, insert, literal_column, or_, select
 from sqlalchemy.orm import load_only, selectinload
 
-from hms.queue.events import record_event
 from hms.appointments.models import Appointment
 from hms.auth.models import User
 from hms.auth.service import Identity
@@ -47,6 +46,7 @@ from hms.core.uow import unit_of_work
 from hms.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from hms.extensions import db
 from hms.patients.models import Patient
+from hms.queue.events import record_event
 from hms.reference.models import Category, Medicine, TestType
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -14,13 +14,13 @@ from types import SimpleNamespace
 from sqlalchemy import Select, bindparam, insert, select
 from sqlalchemy.orm import joinedload, load_only, selectinload
 
-from hms.queue.events import record_event
 from hms.appointments.models import COMPLETED, IN_CONSULTATION, Appointment
 from hms.auth.service import Identity
 from hms.core.pagination import Page, paginate
 from hms.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from hms.extensions import db
 from hms.prescriptions.models import Prescription, PrescriptionItem
+from hms.queue.events import record_event
 from hms.reference.models import Medicine, MedicineInstruction
 
 WRITABLE_STATUSES = (IN_CONSULTATION, COMPLETED)

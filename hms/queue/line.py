@@ -150,10 +150,14 @@ _OTHERS_ACTIVE = (*_active(), _appointments.c.id != bindparam("q_self"))
 _JOIN_URGENT = (
     select(func.count() + 1)
     .select_from(_appointments)
-    .where(*_OTHERS_ACTIVE, text("(appointments.status = 'IN_CONSULTATION' OR appointments.priority = 'URGENT')"))
+    .where(
+        *_OTHERS_ACTIVE, text("(appointments.status = 'IN_CONSULTATION' OR appointments.priority = 'URGENT')")
+    )
 )
 _JOIN_NORMAL = select(func.count() + 1).select_from(_appointments).where(*_OTHERS_ACTIVE)
-_END_OF_LINE = select(func.count() + 1).select_from(_appointments).where(*_active()).correlate(None).scalar_subquery()
+_END_OF_LINE = (
+    select(func.count() + 1).select_from(_appointments).where(*_active()).correlate(None).scalar_subquery()
+)
 # Those at or behind q_position move back one (room made for someone joining there).
 _MAKE_ROOM_FROM = (
     update(_appointments)
@@ -180,7 +184,9 @@ _QUEUE_HEAD = (
     .order_by(case((_appointments.c.status == IN_CONSULTATION, 0), else_=1), _position)
     .limit(2)
 )
-_SOMEONE_IN_ROOM = select(_appointments.c.id).where(*_active(), _appointments.c.status == IN_CONSULTATION).limit(1)
+_SOMEONE_IN_ROOM = (
+    select(_appointments.c.id).where(*_active(), _appointments.c.status == IN_CONSULTATION).limit(1)
+)
 # SET whichever columns the parameters name (besides appointment_id).
 _UPDATE_APPOINTMENT = update(_appointments).where(_appointments.c.id == bindparam("appointment_id"))
 # A NORMAL booking goes to the end of the line: its position is counted by the INSERT
@@ -293,7 +299,9 @@ def move(
     for name, value in changes.items():
         setattr(appointment, name, value)
     events.append(
-        event_row(appointment.id, event_type, actor_id, from_status=source, to_status=target, description=reason)
+        event_row(
+            appointment.id, event_type, actor_id, from_status=source, to_status=target, description=reason
+        )
     )
 
 

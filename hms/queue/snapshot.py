@@ -98,7 +98,9 @@ def replace_tag(doctor_id: int, queue_date: date) -> str:
 
 
 def store_snapshot(snapshot: Snapshot, tag: str, cache_seconds: int) -> None:
-    cache_set(snapshot_key(snapshot.doctor_id, date.fromisoformat(snapshot.date)), (tag, snapshot), cache_seconds)
+    cache_set(
+        snapshot_key(snapshot.doctor_id, date.fromisoformat(snapshot.date)), (tag, snapshot), cache_seconds
+    )
 
 
 # --- building it from the database ------------------------------------------------------
@@ -179,7 +181,9 @@ def build_snapshot(doctor_id: int, queue_date: date) -> Snapshot:
         for row, wait in zip(active, waits, strict=True)
     ]
     full = _snapshot_dict(doctor_id, rows[0].doctor_name, queue_date, version, entries)
-    masked_entries = [{**entry, "patient": {"initials": initials(entry["patient"]["name"])}} for entry in entries]
+    masked_entries = [
+        {**entry, "patient": {"initials": initials(entry["patient"]["name"])}} for entry in entries
+    ]
     masked = _snapshot_dict(doctor_id, rows[0].doctor_name, queue_date, version, masked_entries)
     return Snapshot(doctor_id, queue_date.isoformat(), version, _encode(full), _encode(masked))
 

@@ -39,8 +39,8 @@ import threading
 import time
 import weakref
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import redis
 from flask import Flask, current_app
@@ -201,9 +201,7 @@ class Broker(ABC):
         _brokers.add(self)
 
     @abstractmethod
-    def publish(
-        self, topic: int, day: str, version: int, events: Mapping[str, bytes] | None = None
-    ) -> None:
+    def publish(self, topic: int, day: str, version: int, events: Mapping[str, bytes] | None = None) -> None:
         """Announce that `topic` reached `version` on `day`. `events`: variant -> the
         encoded event of exactly that version (optional; never carries an older one)."""
 
@@ -224,9 +222,7 @@ class Broker(ABC):
 class InProcessBroker(Broker):
     """The embedded default: one worker process, delivery is a function call."""
 
-    def publish(
-        self, topic: int, day: str, version: int, events: Mapping[str, bytes] | None = None
-    ) -> None:
+    def publish(self, topic: int, day: str, version: int, events: Mapping[str, bytes] | None = None) -> None:
         self.registry.deliver(topic, day, version)
 
 
@@ -274,9 +270,7 @@ class RedisBroker(Broker):
     def channel(self, topic: int) -> str:
         return f"{self.channel_base}{topic}"
 
-    def publish(
-        self, topic: int, day: str, version: int, events: Mapping[str, bytes] | None = None
-    ) -> None:
+    def publish(self, topic: int, day: str, version: int, events: Mapping[str, bytes] | None = None) -> None:
         payload: dict = {"topic": topic, "date": day, "version": version}
         if events:
             payload["events"] = {variant: event.decode() for variant, event in events.items()}

@@ -89,7 +89,11 @@ class SnapshotMemo:
             return encoded
 
     def get(
-        self, key: tuple, load: Callable[[], Encoded], min_version: int | None = None, since: float | None = None
+        self,
+        key: tuple,
+        load: Callable[[], Encoded],
+        min_version: int | None = None,
+        since: float | None = None,
     ) -> Encoded:
         with self._key_lock(key):
             entry = self._latest.get(key)
