@@ -16,17 +16,16 @@ from hms.appointments.schemas import (
     QueueSnapshotSchema,
     StatusChangeSchema,
 )
-from hms.auth.access import ANY_ROLE, STAFF, allow, current_identity, reads_with_identity
+from hms.auth.access import reads_with_identity
+from hms.core.access import allow, current_identity
 from hms.core.blueprint import Blueprint
 from hms.core.fields import PageQuery
+from hms.core.roles import sees_masked_queue
 from hms.core.time import clinic_today
 from hms.staff.service import doctor_profile_keys
 
 # webargs ignores unknown query parameters unless told otherwise: a typo is a 422 here.
 blp = Blueprint("appointments", __name__, url_prefix="/api", description="Appointments and the queue")
-
-BOOKERS = ("admin", "reception")
-STATUS_CHANGERS = ("admin", "reception", "doctor")
 
 BOOKING_RULES = (
     "appointment_date defaults to today (clinic time zone); a past date, or one more than "
@@ -65,7 +64,7 @@ def _booked_doctor_keys() -> tuple[str, ...]:
 
 @blp.route("/appointments")
 class AppointmentsResource(MethodView):
-    @allow(*STAFF)
+    @allow("appointments.read")
     @blp.doc(description=LIST_RULES)
     @blp.arguments(AppointmentListQuery, location="query")
     @blp.response(200, AppointmentPageSchema)
@@ -76,7 +75,7 @@ class AppointmentsResource(MethodView):
             page=query["page"], limit=query["limit"], appointment_date=query.get("date"), **filters
         ).as_dict()
 
-    @allow(*BOOKERS)
+    @allow("appointments.book")
     @reads_with_identity(_booked_doctor_keys)
     @blp.doc(description=BOOKING_RULES)
     @blp.arguments(BookingSchema)
@@ -89,7 +88,7 @@ class AppointmentsResource(MethodView):
 
 @blp.route("/appointments/<id:appointment_id>")
 class AppointmentResource(MethodView):
-    @allow(*STAFF)
+    @allow("appointments.read")
     @blp.response(200, AppointmentDetailSchema)
     @blp.alt_response(404, description="Unknown appointment")
     def get(self, appointment_id):
@@ -99,7 +98,7 @@ class AppointmentResource(MethodView):
 
 @blp.route("/appointments/<id:appointment_id>/status")
 class AppointmentStatusResource(MethodView):
-    @allow(*STATUS_CHANGERS)
+    @allow("appointments.change_status")
     @blp.doc(description=STATUS_RULES)
     @blp.arguments(StatusChangeSchema)
     @blp.response(200, AppointmentSchema)
@@ -112,7 +111,7 @@ class AppointmentStatusResource(MethodView):
 
 @blp.route("/appointments/<id:appointment_id>/events")
 class AppointmentEventsResource(MethodView):
-    @allow(*STAFF)
+    @allow("appointments.read")
     @blp.arguments(PageQuery, location="query")
     @blp.response(200, AppointmentEventPageSchema)
     @blp.alt_response(404, description="Unknown appointment")
@@ -123,7 +122,7 @@ class AppointmentEventsResource(MethodView):
 
 @blp.route("/patients/<id:patient_id>/appointments")
 class PatientAppointmentsResource(MethodView):
-    @allow(*STAFF)
+    @allow("appointments.read")
     @blp.doc(description=LIST_RULES)
     @blp.arguments(PageQuery, location="query")
     @blp.response(200, AppointmentPageSchema)
@@ -148,7 +147,7 @@ def _snapshot_keys(doctor_id: int) -> tuple[str, ...]:
 
 @blp.route("/queue/<id:doctor_id>")
 class QueueResource(MethodView):
-    @allow(*ANY_ROLE)
+    @allow("queue.read")
     @reads_with_identity(_snapshot_keys)
     @blp.doc(description=SNAPSHOT_RULES)
     @blp.arguments(QueueQuery, location="query")
@@ -156,7 +155,7 @@ class QueueResource(MethodView):
     @blp.alt_response(404, description="Unknown doctor")
     def get(self, query, doctor_id):
         """A doctor's queue on a date (default today)"""
-        masked = current_identity().role == "display"
+        masked = sees_masked_queue(current_identity().role)
         snapshot = service.encoded_queue_snapshot(
             doctor_id, query.get("date") or clinic_today(), masked=masked
         )
@@ -165,7 +164,7 @@ class QueueResource(MethodView):
 
 @blp.route("/queue/<id:doctor_id>/next")
 class QueueNextResource(MethodView):
-    @allow(*STATUS_CHANGERS)
+    @allow("appointments.change_status")
     @reads_with_identity(doctor_profile_keys)
     @blp.response(200, QueueSnapshotSchema)
     @blp.alt_response(404, description="Unknown doctor")

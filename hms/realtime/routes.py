@@ -2,7 +2,7 @@
 
 from flask.views import MethodView
 
-from hms.auth.access import ANY_ROLE, allow, current_identity
+from hms.core.access import allow, current_identity
 from hms.core.blueprint import Blueprint
 from hms.realtime import service
 from hms.realtime.stream import sse_response
@@ -22,7 +22,7 @@ _STREAM_DOC = {
 
 @blp.route("/queue/<id:doctor_id>/stream")
 class QueueStreamResource(MethodView):
-    @allow(*ANY_ROLE)
+    @allow("queue.read")
     @blp.doc(responses={"200": _STREAM_DOC})
     @blp.alt_response(404, description="Not a doctor")
     @blp.alt_response(429, description="SSE_MAX_CONNECTIONS_PER_DOCTOR streams already open for this doctor")
