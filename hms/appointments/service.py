@@ -47,6 +47,7 @@ from hms.appointments.queue import (
 )
 from hms.auth.service import Identity
 from hms.billing.ledger import LineItem, open_bill
+from hms.core.roles import own_records_only
 from hms.core.time import clinic_today, utcnow
 from hms.core.uow import unit_of_work
 from hms.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
@@ -367,7 +368,7 @@ def change_status(appointment_id: int, status: str, reason: str | None, identity
             if key is None:
                 raise NotFound(f"Appointment {appointment_id} not found.")
             doctor_id, queue_date, version = key.doctor_id, key.appointment_date, None
-        if identity.role == "doctor" and doctor_id != identity.id:
+        if own_records_only(identity.role, "appointments.change_status") and doctor_id != identity.id:
             raise Forbidden("A doctor may only change their own appointments.")  # rolls back the lock
         if version is None:
             _, version = _lock_queue(doctor_id, queue_date)
@@ -390,7 +391,7 @@ def call_next(doctor_id: int, identity: Identity) -> EncodedSnapshot:
     """Complete the patient in the room (if any) and call in the first WAITING one, in one
     transaction; answer today's snapshot (as sent: JSON text, `.data` parsed). 409 (and
     nothing changed) if nobody waits."""
-    if identity.role == "doctor" and doctor_id != identity.id:
+    if own_records_only(identity.role, "appointments.change_status") and doctor_id != identity.id:
         raise Forbidden("A doctor may only call the next patient of their own queue.")
     if get_doctor_fees(doctor_id) is None:
         raise NotFound(f"Doctor {doctor_id} not found.")

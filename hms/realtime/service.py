@@ -18,6 +18,7 @@ from flask import Flask, current_app
 
 from hms.appointments.service import queue_snapshot
 from hms.auth.service import Identity, load_identity
+from hms.core.roles import sees_masked_queue
 from hms.core.time import clinic_today, clinic_zone
 from hms.errors import TooManyRequests
 from hms.extensions import db
@@ -94,7 +95,7 @@ def open_queue_stream(doctor_id: int, identity: Identity) -> QueueStream:
     Raises NotFound (not a doctor) or TooManyRequests (the doctor's stream limit)."""
     app = current_app._get_current_object()
     config = app.config
-    masked = identity.role == "display"
+    masked = sees_masked_queue(identity.role)
     zone = clinic_zone()
     heartbeat = float(config["SSE_HEARTBEAT_SECONDS"])
     broker = QueueBroker.get(app)
