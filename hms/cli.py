@@ -23,8 +23,9 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 from tqdm import tqdm
 
-from hms.auth.models import ROLES, User
+from hms.auth.models import User
 from hms.auth.service import hash_password
+from hms.core.roles import DOCTOR, ROLES
 from hms.errors import Conflict, ValidationFailed
 from hms.extensions import db
 from hms.patients import service as patients
@@ -70,7 +71,7 @@ def create_account(
         raise ValidationFailed(f"Password: {MIN_PASSWORD} to 256 characters.")
     if db.session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"Username {username!r} is already taken.")
-    if role == "doctor":
+    if role == DOCTOR:
         fields.setdefault("consultation_fee", Decimal("0.00"))
         fields.setdefault("hospital_fee", Decimal("0.00"))
     user = User(

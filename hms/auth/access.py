@@ -18,9 +18,15 @@ from collections.abc import Callable
 from flask import Flask, current_app, redirect, request, session, url_for
 
 from hms.auth.service import Identity, identity_from_session, identity_from_token
-from hms.core.access import PUBLIC, declared_policy, is_page, policy_admits, set_current_identity
+from hms.core.access import (
+    PUBLIC,
+    declared_policy,
+    is_page,
+    policy_admits,
+    roles_admitted,
+    set_current_identity,
+)
 from hms.core.cache import fetch_along
-from hms.core.roles import ROLES
 from hms.errors import Forbidden, Unauthorized
 
 _ALONG_ATTR = "_hms_reads_along"
@@ -70,7 +76,7 @@ def roles_of(endpoint: str, method: str) -> frozenset[str] | str | None:
     policy = policy_of(endpoint, method)
     if policy is None or policy == PUBLIC:
         return policy
-    return frozenset(role for role in ROLES if policy_admits(policy, role))
+    return roles_admitted(policy)
 
 
 def _authenticate() -> Identity | None:

@@ -74,6 +74,11 @@ def policy_admits(policy: tuple[str, ...], role: str) -> bool:
     return any(role in roles_for(action) for action in policy)
 
 
+def roles_admitted(policy: tuple[str, ...]) -> frozenset[str]:
+    """Every role that may call a view marked with these actions."""
+    return frozenset().union(*(roles_for(action) for action in policy))
+
+
 def set_current_identity(identity: Caller) -> None:
     g.identity = identity
 
