@@ -52,8 +52,10 @@ def public(view: Callable) -> Callable:
 def page(*actions: str) -> Callable:
     """Like allow(), for server-rendered pages: no session redirects to /login."""
 
+    allowed = allow(*actions)
+
     def mark(view: Callable) -> Callable:
-        allow(*actions)(view)
+        allowed(view)
         setattr(view, _PAGE, True)
         return view
 

@@ -59,7 +59,6 @@ OWN_RECORDS_ONLY: Mapping[str, frozenset[str]] = MappingProxyType(
         "appointments.change_status": _roles(DOCTOR),
         "prescriptions.write": _roles(DOCTOR),
         "bills.write": _roles(DOCTOR),
-        "bills.read": _roles(ADMIN, RECEPTION, DOCTOR, CASHIER),
         "staff.set_availability": _roles(DOCTOR),
     }
 )
