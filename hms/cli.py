@@ -286,9 +286,9 @@ def _seed_accounts(doctors: int) -> int:
     wanted = [(username, role, name, {}) for username, role, name in ROLE_ACCOUNTS]
     for number in range(1, doctors + 1):
         first = (MALE_NAMES + FEMALE_NAMES)[(number * 7) % (len(MALE_NAMES) + len(FEMALE_NAMES))]
-        wanted.append((f"doctor{number}", "doctor", f"Dr. {first} {SURNAMES[number % len(SURNAMES)]}", {}))
+        wanted.append((f"doctor{number}", DOCTOR, f"Dr. {first} {SURNAMES[number % len(SURNAMES)]}", {}))
     for index, (_username, role, _name, fields) in enumerate(wanted):
-        if role == "doctor":
+        if role == DOCTOR:
             slot = index % len(DEPARTMENTS)
             fields.update(
                 department_id=departments.get(DEPARTMENTS[slot]),
