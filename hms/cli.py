@@ -23,8 +23,9 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 from tqdm import tqdm
 
-from hms.auth.models import ROLES, User
+from hms.auth.models import User
 from hms.auth.service import hash_password
+from hms.core.roles import DOCTOR, ROLES
 from hms.errors import Conflict, ValidationFailed
 from hms.extensions import db
 from hms.patients import service as patients
@@ -70,7 +71,7 @@ def create_account(
         raise ValidationFailed(f"Password: {MIN_PASSWORD} to 256 characters.")
     if db.session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"Username {username!r} is already taken.")
-    if role == "doctor":
+    if role == DOCTOR:
         fields.setdefault("consultation_fee", Decimal("0.00"))
         fields.setdefault("hospital_fee", Decimal("0.00"))
     user = User(
@@ -285,9 +286,9 @@ def _seed_accounts(doctors: int) -> int:
     wanted = [(username, role, name, {}) for username, role, name in ROLE_ACCOUNTS]
     for number in range(1, doctors + 1):
         first = (MALE_NAMES + FEMALE_NAMES)[(number * 7) % (len(MALE_NAMES) + len(FEMALE_NAMES))]
-        wanted.append((f"doctor{number}", "doctor", f"Dr. {first} {SURNAMES[number % len(SURNAMES)]}", {}))
+        wanted.append((f"doctor{number}", DOCTOR, f"Dr. {first} {SURNAMES[number % len(SURNAMES)]}", {}))
     for index, (_username, role, _name, fields) in enumerate(wanted):
-        if role == "doctor":
+        if role == DOCTOR:
             slot = index % len(DEPARTMENTS)
             fields.update(
                 department_id=departments.get(DEPARTMENTS[slot]),

@@ -22,7 +22,6 @@ import requests
 from sqlalchemy import event, text
 
 ROOT = Path(__file__).resolve().parent.parent
-ROLES = ("admin", "reception", "doctor", "cashier", "display")
 
 
 def pytest_report_header(config):

@@ -13,15 +13,12 @@ from hms.appointments.schemas import (
     BookingSchema,
     StatusChangeSchema,
 )
-from hms.auth.access import STAFF, allow, current_identity
+from hms.core.access import allow, current_identity
 from hms.core.blueprint import Blueprint
 from hms.core.fields import PageQuery
 
 # webargs ignores unknown query parameters unless told otherwise: a typo is a 422 here.
 blp = Blueprint("appointments", __name__, url_prefix="/api", description="Appointments")
-
-BOOKERS = ("admin", "reception")
-STATUS_CHANGERS = ("admin", "reception", "doctor")
 
 BOOKING_RULES = (
     "appointment_date defaults to today (clinic time zone); a past date, or one more than "
@@ -45,7 +42,7 @@ LIST_RULES = "Newest first: appointment_date descending, then booking time desce
 
 @blp.route("/appointments")
 class AppointmentsResource(MethodView):
-    @allow(*STAFF)
+    @allow("appointments.read")
     @blp.doc(description=LIST_RULES)
     @blp.arguments(AppointmentListQuery, location="query")
     @blp.response(200, AppointmentPageSchema)
@@ -56,7 +53,7 @@ class AppointmentsResource(MethodView):
             page=query["page"], limit=query["limit"], appointment_date=query.get("date"), **filters
         ).as_dict()
 
-    @allow(*BOOKERS)
+    @allow("appointments.book")
     @blp.doc(description=BOOKING_RULES)
     @blp.arguments(BookingSchema)
     @blp.response(201, BookedAppointmentSchema)
@@ -68,7 +65,7 @@ class AppointmentsResource(MethodView):
 
 @blp.route("/appointments/<id:appointment_id>")
 class AppointmentResource(MethodView):
-    @allow(*STAFF)
+    @allow("appointments.read")
     @blp.response(200, AppointmentDetailSchema)
     @blp.alt_response(404, description="Unknown appointment")
     def get(self, appointment_id):
@@ -78,7 +75,7 @@ class AppointmentResource(MethodView):
 
 @blp.route("/appointments/<id:appointment_id>/status")
 class AppointmentStatusResource(MethodView):
-    @allow(*STATUS_CHANGERS)
+    @allow("appointments.change_status")
     @blp.doc(description=STATUS_RULES)
     @blp.arguments(StatusChangeSchema)
     @blp.response(200, AppointmentSchema)
@@ -91,7 +88,7 @@ class AppointmentStatusResource(MethodView):
 
 @blp.route("/appointments/<id:appointment_id>/events")
 class AppointmentEventsResource(MethodView):
-    @allow(*STAFF)
+    @allow("appointments.read")
     @blp.arguments(PageQuery, location="query")
     @blp.response(200, AppointmentEventPageSchema)
     @blp.alt_response(404, description="Unknown appointment")
@@ -102,7 +99,7 @@ class AppointmentEventsResource(MethodView):
 
 @blp.route("/patients/<id:patient_id>/appointments")
 class PatientAppointmentsResource(MethodView):
-    @allow(*STAFF)
+    @allow("appointments.read")
     @blp.doc(description=LIST_RULES)
     @blp.arguments(PageQuery, location="query")
     @blp.response(200, AppointmentPageSchema)

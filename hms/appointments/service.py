@@ -118,7 +118,7 @@ def change_status(appointment_id: int, status: str, reason: str | None, identity
     of work. A doctor may only change their own appointments (403)."""
     with unit_of_work():
         doctor_id, queue_date, version = lock_queue_of(appointment_id)
-        if own_records_only(identity.role, "appointments.status") and doctor_id != identity.id:
+        if own_records_only(identity.role, "appointments.change_status") and doctor_id != identity.id:
             raise Forbidden("A doctor may only change their own appointments.")  # rolls back the lock
         # Asked under the lock (the queue is known only now): one Redis round trip.
         watched = streams_watch(doctor_id, queue_date)

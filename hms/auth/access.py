@@ -1,10 +1,11 @@
-"""The one access-control mechanism: every route declares who may call it.
+"""The one access-control mechanism: authentication and the role check, before any view.
 
-Views are marked with `@allow(*roles)` or `@public`. A single before-request hook
-authenticates the caller (bearer token, or the session cookie for safe methods) and
-checks the role before the view, its argument parsing or its validation run: 401
+Views are marked in hms.core.access: `@allow(action, ...)` (actions of the role matrix,
+hms.core.roles), `@page(...)` or `@public`. A single before-request hook authenticates
+the caller (bearer token, or the session cookie for safe methods) and checks the role
+against the matrix before the view, its argument parsing or its validation run: 401
 always comes before any 422. Object-level rules ("a doctor, on own appointments") are
-the services' business; roles are decided here and nowhere else.
+the services' business, asked of the same matrix.
 
 `check_policies(app)` runs at start-up and refuses to start if any route has no
 declared policy, so a route cannot be forgotten.
@@ -14,48 +15,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Flask, current_app, g, redirect, request, session, url_for
+from flask import Flask, current_app, redirect, request, session, url_for
 
-from hms.auth.models import ROLES
 from hms.auth.service import Identity, identity_from_session, identity_from_token
+from hms.core.access import (
+    PUBLIC,
+    declared_policy,
+    is_page,
+    policy_admits,
+    roles_admitted,
+    set_current_identity,
+)
 from hms.errors import Forbidden, Unauthorized
 
-PUBLIC = "public"
-ANY_ROLE = frozenset(ROLES)
-STAFF = frozenset(ROLES) - {"display"}
-_ATTR = "_hms_policy"
 # Endpoints added by libraries (flask-smorest's docs, Flask's static files).
 _LIBRARY_PUBLIC = {"static", "api-docs.openapi_json", "api-docs.openapi_swagger_ui"}
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-
-
-def allow(*roles: str) -> Callable:
-    """Let only these roles call the view (any authenticated role: `allow(*ANY_ROLE)`)."""
-    unknown = set(roles) - set(ROLES)
-    if unknown or not roles:
-        raise ValueError(f"unknown roles {unknown}")
-
-    def mark(view: Callable) -> Callable:
-        setattr(view, _ATTR, frozenset(roles))
-        return view
-
-    return mark
-
-
-def public(view: Callable) -> Callable:
-    setattr(view, _ATTR, PUBLIC)
-    return view
-
-
-def page(*roles: str) -> Callable:
-    """Like allow(), for server-rendered pages: no session redirects to /login."""
-
-    def mark(view: Callable) -> Callable:
-        allow(*roles)(view)
-        view._hms_page = True
-        return view
-
-    return mark
 
 
 def _handler_of(endpoint: str, method: str) -> Callable | None:
@@ -79,11 +54,15 @@ def policy_of(endpoint: str, method: str):
 def _policy_of_handler(handler: Callable | None, method: str):
     if handler is None:
         return PUBLIC if method == "OPTIONS" else None
-    return getattr(handler, _ATTR, None)
+    return declared_policy(handler)
 
 
-def current_identity() -> Identity:
-    return g.identity
+def roles_of(endpoint: str, method: str) -> frozenset[str] | str | None:
+    """Who may call an endpoint with one HTTP method: PUBLIC, the roles, or None."""
+    policy = policy_of(endpoint, method)
+    if policy is None or policy == PUBLIC:
+        return policy
+    return roles_admitted(policy)
 
 
 def _authenticate() -> Identity | None:
@@ -114,13 +93,12 @@ def enforce_policy():
     if policy is None:  # check_policies() makes this unreachable; fail closed anyway
         raise Forbidden("This route has no access policy.")
     identity = _authenticate()
-    view = current_app.view_functions[request.endpoint]
     if identity is None:
-        if getattr(view, "_hms_page", False):
+        if is_page(current_app.view_functions[request.endpoint]):
             return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
         raise Unauthorized("Authentication required: send Authorization: Bearer <token>.")
-    g.identity = identity
-    if identity.role not in policy:
+    set_current_identity(identity)
+    if not policy_admits(policy, identity.role):
         raise Forbidden(f"The {identity.role} role may not do this.")
     return None
 

@@ -6,12 +6,11 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
+from hms.core import roles
 from hms.core.types import Money, UTCDateTime, utc_now
 from hms.extensions import db
-
-ROLES = ("admin", "reception", "doctor", "cashier", "display")
 
 
 class User(db.Model):
@@ -41,6 +40,13 @@ class User(db.Model):
 
     department = relationship("Department", lazy="raise")
     specialization = relationship("Specialization", lazy="raise")
+
+    @validates("role")
+    def _known_role(self, _key: str, role: str) -> str:
+        # Checked here, not by a CHECK constraint, so that adding a role needs no migration.
+        if role not in roles.ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        return role
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.username} {self.role}>"

@@ -5,8 +5,8 @@ from flask.views import MethodView
 from flask_limiter.util import get_remote_address
 
 from hms.auth import service
-from hms.auth.access import ANY_ROLE, allow, current_identity, public
 from hms.auth.schemas import LoginSchema, TokenSchema, UserPublicSchema
+from hms.core.access import allow, current_identity, public
 from hms.core.blueprint import Blueprint
 from hms.extensions import limiter
 
@@ -53,7 +53,7 @@ class TokenResource(MethodView):
 
 @blp.route("/me")
 class MeResource(MethodView):
-    @allow(*ANY_ROLE)
+    @allow("signed_in")
     @blp.response(200, UserPublicSchema)
     def get(self):
         """The current user"""

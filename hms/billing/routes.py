@@ -9,7 +9,6 @@ same status and body, marked with `Idempotent-Replayed: true`.
 from flask import jsonify
 from flask.views import MethodView
 
-from hms.auth.access import STAFF, allow, current_identity
 from hms.billing import service
 from hms.billing.idempotency import StoredResponse, purge_command
 from hms.billing.schemas import (
@@ -23,14 +22,12 @@ from hms.billing.schemas import (
     RefundInSchema,
     VoidInSchema,
 )
+from hms.core.access import allow, current_identity
 from hms.core.blueprint import Blueprint
 from hms.core.fields import PageQuery
 
 blp = Blueprint("billing", __name__, url_prefix="/api", description="billing")
 blp.cli.add_command(purge_command)  # flask --app wsgi billing purge-idempotency-keys
-
-BILL_WRITERS = ("admin", "reception", "doctor", "cashier")
-CASH_DESK = ("admin", "reception", "cashier")
 
 
 def _answer(result: StoredResponse):
@@ -40,14 +37,14 @@ def _answer(result: StoredResponse):
 
 @blp.route("/bills")
 class Bills(MethodView):
-    @allow(*STAFF)
+    @allow("bills.read")
     @blp.arguments(BillListQuery, location="query")
     @blp.response(200, BillPageSchema)
     def get(self, query):
         """List bills (filter by status, patient, overdue), newest first"""
         return service.list_bills(**query).as_dict()
 
-    @allow(*BILL_WRITERS)
+    @allow("bills.write")
     @blp.arguments(BillCreateSchema)
     @blp.response(201, BillSchema)
     @blp.alt_response(403, description="A doctor billing someone else's appointment")
@@ -59,7 +56,7 @@ class Bills(MethodView):
 
 @blp.route("/bills/<id:bill_id>")
 class BillById(MethodView):
-    @allow(*STAFF)
+    @allow("bills.read")
     @blp.response(200, BillSchema)
     @blp.alt_response(404, description="Unknown bill")
     def get(self, bill_id):
@@ -69,7 +66,7 @@ class BillById(MethodView):
 
 @blp.route("/bills/<id:bill_id>/items")
 class BillItems(MethodView):
-    @allow(*BILL_WRITERS)
+    @allow("bills.write")
     @blp.arguments(BillItemsAddSchema)
     @blp.response(201, BillSchema)
     @blp.alt_response(409, description="The bill is PAID or VOID")
@@ -80,7 +77,7 @@ class BillItems(MethodView):
 
 @blp.route("/bills/<id:bill_id>/payments")
 class BillPayments(MethodView):
-    @allow(*CASH_DESK)
+    @allow("bills.pay")
     @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.arguments(PaymentInSchema)
     @blp.response(201, BillSchema)
@@ -94,7 +91,7 @@ class BillPayments(MethodView):
 
 @blp.route("/bills/<id:bill_id>/refunds")
 class BillRefunds(MethodView):
-    @allow("admin")
+    @allow("bills.refund")
     @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.arguments(RefundInSchema)
     @blp.response(201, BillSchema)
@@ -108,7 +105,7 @@ class BillRefunds(MethodView):
 
 @blp.route("/bills/<id:bill_id>/void")
 class BillVoid(MethodView):
-    @allow("admin")
+    @allow("bills.refund")
     @blp.arguments(VoidInSchema)
     @blp.response(200, BillSchema)
     @blp.alt_response(409, description="Money was paid, or the bill is already VOID")
@@ -119,7 +116,7 @@ class BillVoid(MethodView):
 
 @blp.route("/appointments/<id:appointment_id>/bills")
 class AppointmentBills(MethodView):
-    @allow(*STAFF)
+    @allow("bills.read")
     @blp.arguments(PageQuery, location="query")
     @blp.response(200, BillPageSchema)
     @blp.alt_response(404, description="Unknown appointment")
@@ -130,7 +127,7 @@ class AppointmentBills(MethodView):
 
 @blp.route("/patients/<id:patient_id>/bills")
 class PatientBills(MethodView):
-    @allow(*STAFF)
+    @allow("bills.read")
     @blp.arguments(PageQuery, location="query")
     @blp.response(200, BillPageSchema)
     @blp.alt_response(404, description="Unknown patient")

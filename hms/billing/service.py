@@ -41,6 +41,7 @@ from hms.billing.models import PAID, PAYMENT, REFUND, VOID, Bill, BillItem, Paym
 from hms.billing.schemas import BillItemSchema, BillPaymentSchema, BillSchema
 from hms.core.fields import MONEY_MAX
 from hms.core.pagination import Page, paginate
+from hms.core.roles import own_records_only
 from hms.core.time import clinic_today
 from hms.core.uow import unit_of_work
 from hms.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -50,7 +51,6 @@ from hms.queue.events import record_event
 from hms.reference.models import Category, Medicine, TestType
 
 F = TypeVar("F", bound=Callable[..., Any])
-DOCTOR = "doctor"
 PAYMENT_EVENT = "PAYMENT_RECEIVED"
 # One instance for every answer: a schema is built (its fields deep-copied) once.
 _BILL_SCHEMA = BillSchema()
@@ -217,7 +217,7 @@ def _appointment_for_billing(appointment_id: int, patient_id: int | None, identi
         raise ValidationFailed.field("appointment_id", "Unknown appointment.")
     if patient_id is not None and appointment.patient_id != patient_id:
         raise ValidationFailed.field("appointment_id", "This appointment belongs to another patient.")
-    if identity.role == DOCTOR and appointment.doctor_id != identity.id:
+    if own_records_only(identity.role, "bills.write") and appointment.doctor_id != identity.id:
         raise Forbidden("A doctor may only bill their own appointments.")
     return appointment
 
@@ -236,7 +236,7 @@ def _open_bill(data: dict, identity: Identity) -> int:
     if db.session.scalar(select(Patient.id).where(Patient.id == patient_id)) is None:
         raise ValidationFailed.field("patient_id", "Unknown patient.")
     appointment_id = data.get("appointment_id")
-    if appointment_id is None and identity.role == DOCTOR:
+    if appointment_id is None and own_records_only(identity.role, "bills.write"):
         raise ValidationFailed.field(
             "appointment_id", "Required for doctors: they bill their own appointments."
         )
@@ -267,7 +267,7 @@ def _locked(bill_id: int) -> Bill:
 @_rollback_on_error
 def add_items(bill_id: int, data: dict, identity: Identity) -> Bill:
     bill = _locked(bill_id)
-    if identity.role == DOCTOR:
+    if own_records_only(identity.role, "bills.write"):
         if bill.appointment_id is None:
             raise Forbidden("A doctor may only bill their own appointments.")
         _appointment_for_billing(bill.appointment_id, None, identity)

@@ -2,7 +2,7 @@
 
 from flask import Blueprint
 
-from hms.auth.access import public
+from hms.core.access import public
 from hms.ops import service
 
 bp = Blueprint("ops", __name__)

@@ -2,7 +2,7 @@
 
 from flask.views import MethodView
 
-from hms.auth.access import allow
+from hms.core.access import allow
 from hms.core.blueprint import Blueprint
 from hms.patients import service
 from hms.patients.schemas import (
@@ -15,14 +15,12 @@ from hms.patients.schemas import (
 
 blp = Blueprint("patients", __name__, url_prefix="/api", description="patients")
 
-WRITERS = ("admin", "reception")
 AGE_RULES = (
     "date_of_birth (YYYY-MM-DD) must be between 1900-01-01 and today; age is 0..150. "
     "When date_of_birth is given without age, the age is derived from it; when both are "
     "given they must agree, else 422. The returned age is today's age when date_of_birth "
     "is known. phone is stored normalized: digits with an optional leading +."
 )
-READERS = ("admin", "reception", "doctor", "cashier")
 SEARCH_RULES = (
     "q is matched by its shape, one predicate each (so every search uses an index): "
     '"P000012" or "p12" -> that exact MRN; only digits, spaces, + - ( ) -> prefix of the '
@@ -33,7 +31,7 @@ SEARCH_RULES = (
 
 @blp.route("/patients")
 class PatientsResource(MethodView):
-    @allow(*READERS)
+    @allow("patients.read")
     @blp.doc(description=SEARCH_RULES)
     @blp.arguments(PatientSearchQuery, location="query")
     @blp.response(200, PatientPageSchema)
@@ -41,7 +39,7 @@ class PatientsResource(MethodView):
         """Search patients by exact MRN, phone prefix or part of the name, newest first"""
         return service.search_patients(query.get("q"), query["page"], query["limit"]).as_dict()
 
-    @allow(*WRITERS)
+    @allow("patients.write")
     @blp.doc(description=AGE_RULES)
     @blp.arguments(PatientCreateSchema)
     @blp.response(201, PatientSchema)
@@ -52,14 +50,14 @@ class PatientsResource(MethodView):
 
 @blp.route("/patients/<id:patient_id>")
 class PatientResource(MethodView):
-    @allow(*READERS)
+    @allow("patients.read")
     @blp.response(200, PatientSchema)
     @blp.alt_response(404, description="Unknown patient")
     def get(self, patient_id):
         """One patient"""
         return service.get_patient(patient_id)
 
-    @allow(*WRITERS)
+    @allow("patients.write")
     @blp.doc(description=AGE_RULES + " Sending mrn is a 422: it is never editable.")
     @blp.arguments(PatientUpdateSchema)
     @blp.response(200, PatientSchema)

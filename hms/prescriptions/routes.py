@@ -2,7 +2,7 @@
 
 from flask.views import MethodView
 
-from hms.auth.access import STAFF, allow, current_identity
+from hms.core.access import allow, current_identity
 from hms.core.blueprint import Blueprint
 from hms.core.fields import PageQuery
 from hms.prescriptions import service
@@ -13,7 +13,7 @@ blp = Blueprint("prescriptions", __name__, url_prefix="/api", description="presc
 
 @blp.route("/appointments/<id:appointment_id>/prescriptions")
 class AppointmentPrescriptions(MethodView):
-    @allow(*STAFF)
+    @allow("appointments.read")
     @blp.arguments(PageQuery, location="query")
     @blp.response(200, PrescriptionPageSchema)
     @blp.alt_response(404, description="Unknown appointment")
@@ -21,7 +21,7 @@ class AppointmentPrescriptions(MethodView):
         """An appointment's prescriptions, in the order they were written"""
         return service.appointment_prescriptions(appointment_id, **query).as_dict()
 
-    @allow("doctor")
+    @allow("prescriptions.write")
     @blp.arguments(PrescriptionCreateSchema)
     @blp.response(201, PrescriptionSchema)
     @blp.alt_response(403, description="Not the appointment's own doctor")
@@ -35,7 +35,7 @@ class AppointmentPrescriptions(MethodView):
 
 @blp.route("/prescriptions/<id:prescription_id>")
 class PrescriptionById(MethodView):
-    @allow(*STAFF)
+    @allow("appointments.read")
     @blp.response(200, PrescriptionSchema)
     @blp.alt_response(404, description="Unknown prescription")
     def get(self, prescription_id):

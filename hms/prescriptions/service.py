@@ -17,6 +17,7 @@ from sqlalchemy.orm import joinedload, load_only, selectinload
 from hms.appointments.models import COMPLETED, IN_CONSULTATION, Appointment
 from hms.auth.service import Identity
 from hms.core.pagination import Page, paginate
+from hms.core.roles import own_records_only
 from hms.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from hms.extensions import db
 from hms.prescriptions.models import Prescription, PrescriptionItem
@@ -121,7 +122,7 @@ def create_prescription(appointment_id: int, data: dict, identity: Identity) -> 
         ).one_or_none()
         if appointment is None:
             raise NotFound("Appointment not found.")
-        if appointment.doctor_id != identity.id:
+        if own_records_only(identity.role, "prescriptions.write") and appointment.doctor_id != identity.id:
             raise Forbidden("Only the appointment's own doctor may prescribe.")
         if appointment.status not in WRITABLE_STATUSES:
             raise InvalidState(

@@ -3,7 +3,7 @@
 from flask import current_app, request
 from flask.views import MethodView
 
-from hms.auth.access import ANY_ROLE, allow, current_identity
+from hms.core.access import allow, current_identity
 from hms.core.blueprint import Blueprint
 from hms.core.roles import sees_masked_queue
 from hms.core.time import clinic_today
@@ -12,8 +12,6 @@ from hms.queue.schemas import QueueQuery, QueueSnapshotSchema, StreamQuery
 from hms.realtime.stream import sse_response
 
 blp = Blueprint("queue", __name__, url_prefix="/api", description="The queue, and its live stream")
-
-CALLERS = ("admin", "reception", "doctor")
 
 SNAPSHOT_RULES = (
     "Active appointments (WAITING, IN_CONSULTATION) by queue_position: the patient in the "
@@ -49,7 +47,7 @@ def _snapshot_response(body: bytes):
 
 @blp.route("/queue/<id:doctor_id>")
 class QueueResource(MethodView):
-    @allow(*ANY_ROLE)
+    @allow("queue.read")
     @blp.doc(description=SNAPSHOT_RULES)
     @blp.arguments(QueueQuery, location="query")
     @blp.response(200, QueueSnapshotSchema)
@@ -62,7 +60,7 @@ class QueueResource(MethodView):
 
 @blp.route("/queue/<id:doctor_id>/next")
 class QueueNextResource(MethodView):
-    @allow(*CALLERS)
+    @allow("appointments.change_status")
     @blp.response(200, QueueSnapshotSchema)
     @blp.alt_response(404, description="Unknown doctor")
     @blp.alt_response(409, description="Nobody is waiting")
@@ -73,7 +71,7 @@ class QueueNextResource(MethodView):
 
 @blp.route("/queue/<id:doctor_id>/stream")
 class QueueStreamResource(MethodView):
-    @allow(*ANY_ROLE)
+    @allow("queue.read")
     @blp.arguments(StreamQuery, location="query")
     @blp.doc(responses={"200": _STREAM_DOC})
     @blp.alt_response(404, description="Not a doctor")

@@ -50,7 +50,7 @@ def get_snapshot(doctor_id: int, queue_date: date) -> Snapshot:
 def call_next(doctor_id: int, identity: Identity) -> Snapshot:
     """Complete the patient in the room (if any) and call in the first WAITING one, in one
     unit of work; answer today's snapshot. 409 (and nothing changed) if nobody waits."""
-    if own_records_only(identity.role, "queue.next") and doctor_id != identity.id:
+    if own_records_only(identity.role, "appointments.change_status") and doctor_id != identity.id:
         raise Forbidden("A doctor may only call the next patient of their own queue.")
     today = clinic_today()
     with unit_of_work():

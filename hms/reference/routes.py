@@ -6,7 +6,7 @@ change, delete) of one resource; every method declares its roles with @allow.
 
 from flask.views import MethodView
 
-from hms.auth.access import STAFF, allow
+from hms.core.access import allow
 from hms.core.blueprint import Blueprint
 from hms.core.fields import SearchPageQuery
 from hms.reference import service
@@ -22,14 +22,14 @@ def register(resource: Resource) -> None:
     label, plural = resource.label, resource.name.replace("-", " ")
 
     class Collection(MethodView):
-        @allow(*STAFF)
+        @allow("reference.read")
         @blp.arguments(SearchPageQuery, location="query")
         @blp.response(200, schemas.page)
         def get(self, query):
             """List the items by name (?q= searches it)"""
             return service.list_items(resource, **query)
 
-        @allow("admin")
+        @allow("reference.write")
         @blp.arguments(schemas.create)
         @blp.response(201, schemas.item)
         @blp.alt_response(409, description="Duplicate")
@@ -38,13 +38,13 @@ def register(resource: Resource) -> None:
             return service.create_item(resource, data)
 
     class Item(MethodView):
-        @allow(*STAFF)
+        @allow("reference.read")
         @blp.response(200, schemas.item)
         def get(self, item_id):
             """One item"""
             return service.get_item(resource, item_id)
 
-        @allow("admin")
+        @allow("reference.write")
         @blp.arguments(schemas.update)
         @blp.response(200, schemas.item)
         @blp.alt_response(409, description="Duplicate")
@@ -52,7 +52,7 @@ def register(resource: Resource) -> None:
             """Change an item"""
             return service.update_item(resource, item_id, changes)
 
-        @allow("admin")
+        @allow("reference.write")
         @blp.response(204)
         @blp.alt_response(409, description="Still referenced")
         def delete(self, item_id):

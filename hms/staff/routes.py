@@ -2,7 +2,7 @@
 
 from flask.views import MethodView
 
-from hms.auth.access import STAFF, allow, current_identity
+from hms.core.access import allow, current_identity
 from hms.core.blueprint import Blueprint
 from hms.staff import service
 from hms.staff.schemas import (
@@ -22,14 +22,14 @@ blp = Blueprint("staff", __name__, url_prefix="/api", description="Staff account
 
 @blp.route("/staff")
 class StaffCollection(MethodView):
-    @allow("admin")
+    @allow("staff.manage")
     @blp.arguments(StaffQuery, location="query")
     @blp.response(200, StaffPageSchema)
     def get(self, query):
         """List staff accounts by name (filter by role, search name or username)"""
         return service.list_staff(**query)
 
-    @allow("admin")
+    @allow("staff.manage")
     @blp.arguments(StaffCreateSchema)
     @blp.response(201, StaffSchema)
     @blp.alt_response(409, description="Username taken")
@@ -40,13 +40,13 @@ class StaffCollection(MethodView):
 
 @blp.route("/staff/<id:staff_id>")
 class StaffItem(MethodView):
-    @allow("admin")
+    @allow("staff.manage")
     @blp.response(200, StaffSchema)
     def get(self, staff_id):
         """One staff account"""
         return service.get_staff(staff_id)
 
-    @allow("admin", "doctor")
+    @allow("staff.manage", "staff.set_availability")
     @blp.arguments(StaffUpdateSchema)
     @blp.response(200, StaffSchema)
     @blp.alt_response(403, description="A doctor may set only their own is_available")
@@ -58,7 +58,7 @@ class StaffItem(MethodView):
 
 @blp.route("/doctors")
 class DoctorCollection(MethodView):
-    @allow(*STAFF)
+    @allow("reference.read")
     @blp.arguments(DoctorQuery, location="query")
     @blp.response(200, DoctorPageSchema)
     def get(self, query):
@@ -68,7 +68,7 @@ class DoctorCollection(MethodView):
 
 @blp.route("/doctors/<id:doctor_id>")
 class DoctorItem(MethodView):
-    @allow(*STAFF)
+    @allow("reference.read")
     @blp.response(200, DoctorSchema)
     def get(self, doctor_id):
         """One active doctor with their department, specialization and fees"""

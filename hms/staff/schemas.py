@@ -5,7 +5,6 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate, validates_schema
 
-from hms.auth.models import ROLES
 from hms.core.fields import (
     MAX_ID,
     Id,
@@ -17,6 +16,7 @@ from hms.core.fields import (
     Trimmed,
     page_schema,
 )
+from hms.core.roles import ROLES
 
 USERNAME_PATTERN = r"^[a-z0-9._-]{3,64}$"
 PASSWORD_MIN_LENGTH = 8

@@ -26,14 +26,13 @@ from hms.auth.models import User
 from hms.auth.service import Identity, forget_identity, hash_password
 from hms.core.cache import bump_generation, cached, cached_in_generation, generation, generation_key
 from hms.core.pagination import paginate
+from hms.core.roles import DOCTOR, may, own_records_only
 from hms.core.uow import unit_of_work
 from hms.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from hms.extensions import db
 from hms.queue import touch_queues_of_doctor
 from hms.reference.models import Department, Specialization
 
-DOCTOR = "doctor"
-ADMIN = "admin"
 DOCTORS_CACHE_NAMESPACE = "doctors"
 ZERO = Decimal("0.00")
 # Fields only a doctor's account may carry.
@@ -101,7 +100,7 @@ def update_staff(staff_id: int, changes: dict[str, Any], actor: Identity) -> Use
     Disabling the account or changing its password bumps its token epoch in the same
     commit, so every token and session issued before stops working at once.
     """
-    if actor.role != ADMIN and (staff_id != actor.id or set(changes) != {"is_available"}):
+    if not may(actor.role, "staff.manage") and not _sets_availability(actor, staff_id, changes):
         raise Forbidden("A doctor may change only their own is_available.")
     if actor.id == staff_id and (
         changes.get("active") is False or changes.get("role", actor.role) != actor.role
@@ -148,6 +147,16 @@ def update_staff(staff_id: int, changes: dict[str, Any], actor: Identity) -> Use
             user.token_epoch = user.token_epoch + 1
         uow.after_commit(lambda _: _account_changed(staff_id))
     return user
+
+
+def _sets_availability(actor: Identity, staff_id: int, changes: dict[str, Any]) -> bool:
+    """A change of is_available alone, by a role that may make it (a doctor: their own)."""
+    action = "staff.set_availability"
+    return (
+        may(actor.role, action)
+        and set(changes) == {"is_available"}
+        and (staff_id == actor.id or not own_records_only(actor.role, action))
+    )
 
 
 def _doctor_fields(role: str, current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

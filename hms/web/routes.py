@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
 from hms.auth import service
-from hms.auth.access import ANY_ROLE, page, public
+from hms.core.access import page, public
 from hms.errors import Unauthorized
 from hms.extensions import limiter
 from hms.queue import service as queue
@@ -52,13 +52,13 @@ def logout():
 
 
 @bp.route("/")
-@page(*ANY_ROLE)
+@page("signed_in")
 def home():
     return render_template("home.html")
 
 
 @bp.route("/display/<id:doctor_id>")
-@page(*ANY_ROLE)
+@page("queue.read")
 def display(doctor_id: int):
     """The waiting-room screen of one doctor: always masked, live over the queue stream."""
     return render_template(

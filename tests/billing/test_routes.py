@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.conftest import ROLES
+from hms.core.roles import ROLES
 
 
 def bill_count(client) -> int:

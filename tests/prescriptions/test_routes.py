@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ROLES
+from hms.core.roles import ROLES
 
 
 def item(medicine_id: int, **fields) -> dict:
