@@ -81,7 +81,9 @@ def _number_new_bills(uow: UnitOfWork) -> None:
 _INSERT_BILL = insert(Bill.__table__).returning(Bill.__table__.c.id)
 _INSERT_ITEMS = insert(BillItem.__table__)
 _SET_NUMBER = (
-    update(Bill.__table__).where(Bill.__table__.c.id == bindparam("bill_id")).values(number=bindparam("number"))
+    update(Bill.__table__)
+    .where(Bill.__table__.c.id == bindparam("bill_id"))
+    .values(number=bindparam("number"))
 )
 
 
@@ -178,8 +180,8 @@ _UPDATE_TOTALS = (
 
 def store_totals(bill, *, total: Decimal, paid: Decimal) -> None:
     """`set_totals`, then written at once by one prebuilt UPDATE, for payments and
-    refunds. `bill`: the locked bill's row as a plain object (id, status), updated in
-    place for the answer."""
+    refunds. `bill`: the locked bill's row (billing.service.LockedBill: id, status),
+    updated in place for the answer."""
     set_totals(bill, total=total, paid=paid)
     db.session.connection().execute(
         _UPDATE_TOTALS,
