@@ -16,9 +16,10 @@ transaction commits:
 
 Only successful answers are stored: a request that fails (422, 409, 404) rolls back its
 record with everything else, records nothing, and a retry is evaluated afresh.
-Records live at least IDEMPOTENCY_TTL_SECONDS (default 24 h). An expired record is
-replaced when its key comes back; every hundredth record triggers a purge of expired
-ones, and `flask --app wsgi billing purge-idempotency-keys` purges on demand.
+Records live at least the TTL the caller passes (the routes read IDEMPOTENCY_TTL_SECONDS,
+default 24 h). An expired record is replaced when its key comes back; every hundredth
+record registers a purge of expired ones to run after its unit of work commits, and
+`flask --app wsgi billing purge-idempotency-keys` (hms.billing.cli) purges on demand.
 """
 
 from __future__ import annotations
@@ -26,23 +27,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-import click
-from flask import current_app
-from flask.cli import with_appcontext
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from hms.billing.models import IdempotencyRecord
 from hms.core.time import utcnow
+from hms.core.uow import UnitOfWork, unit_of_work
 from hms.errors import Conflict, ValidationFailed
 from hms.extensions import db
 
 log = logging.getLogger(__name__)
 DEFAULT_TTL_SECONDS = 24 * 3600
+DEFAULT_TTL = timedelta(seconds=DEFAULT_TTL_SECONDS)
 PURGE_EVERY = 100  # records
 PURGE_BATCH = 1000
 
@@ -73,14 +75,15 @@ _COMPLETE = (
 )
 
 
+def ttl_from(config: Mapping[str, Any]) -> timedelta:
+    """How long an answer is kept: IDEMPOTENCY_TTL_SECONDS of the app's config, default 24 h."""
+    return timedelta(seconds=config.get("IDEMPOTENCY_TTL_SECONDS", DEFAULT_TTL_SECONDS))
+
+
 def fingerprint(operation: str, bill_id: int, payload: dict) -> str:
     """sha256 of the operation, the bill id and the canonical JSON of the validated body."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(f"{operation}:{bill_id}:{canonical}".encode()).hexdigest()
-
-
-def _ttl() -> timedelta:
-    return timedelta(seconds=current_app.config.get("IDEMPOTENCY_TTL_SECONDS", DEFAULT_TTL_SECONDS))
 
 
 def _find(user_id: int, key: str) -> IdempotencyRecord | None:
@@ -121,12 +124,12 @@ def _insert_new(user_id: int, key: str, request_fingerprint: str) -> int | None:
     return connection.execute(stmt, params).scalar_one_or_none()
 
 
-def claim(user_id: int, key: str, request_fingerprint: str) -> ClaimedKey | StoredResponse:
+def claim(user_id: int, key: str, request_fingerprint: str, *, ttl: timedelta) -> ClaimedKey | StoredResponse:
     """Claim `key` for this request inside the current transaction, or answer from its record.
 
     Returns the new (uncommitted) record's ClaimedKey to complete with `complete()`, or
-    the stored response of the request that used the key first. A different request
-    under the same key is 422.
+    the stored response of the request that used the key first (a record older than
+    `ttl` is expired: the key starts over). A different request under the same key is 422.
     """
     record_id = _insert_new(user_id, key, request_fingerprint)
     if record_id is not None:
@@ -134,7 +137,7 @@ def claim(user_id: int, key: str, request_fingerprint: str) -> ClaimedKey | Stor
     record = _find(user_id, key)
     if record is None:  # it was purged in between: vanishingly rare
         raise Conflict("A request with this Idempotency-Key is in progress; retry shortly.")
-    if record.created_at >= utcnow() - _ttl():
+    if record.created_at >= utcnow() - ttl:
         return _answer(record, request_fingerprint)
     db.session.delete(record)  # expired: the key starts over
     db.session.flush()
@@ -155,40 +158,30 @@ def complete(claimed: ClaimedKey, status: int, body: dict) -> None:
     )
 
 
-def purge_expired(now: datetime | None = None, batch: int = PURGE_BATCH) -> int:
-    """Delete up to `batch` expired records (index on created_at) and commit; return how many."""
-    cutoff = (now or utcnow()) - _ttl()
+def purge_expired(
+    *, ttl: timedelta = DEFAULT_TTL, now: datetime | None = None, batch: int = PURGE_BATCH
+) -> int:
+    """Delete up to `batch` records older than `ttl` (index on created_at), in a unit of
+    work of its own; return how many."""
+    cutoff = (now or utcnow()) - ttl
     expired = (
         select(IdempotencyRecord.id)
         .where(IdempotencyRecord.created_at < cutoff)
         .order_by(IdempotencyRecord.created_at)
         .limit(batch)
     )
-    result = db.session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id.in_(expired)))
-    db.session.commit()
+    with unit_of_work():
+        result = db.session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id.in_(expired)))
     return result.rowcount or 0
 
 
-def purge_after(record_id: int | None) -> None:
-    """Opportunistic purge, run after a commit: every PURGE_EVERY-th record does it."""
-    if record_id is None or record_id % PURGE_EVERY:
+def purge_after_commit(uow: UnitOfWork, claimed: ClaimedKey, *, ttl: timedelta) -> None:
+    """Opportunistic purge: every PURGE_EVERY-th record registers one to run after `uow`
+    commits (an after-commit step: its failure is logged, never the request's)."""
+    if claimed.id % PURGE_EVERY:
         return
-    try:
-        purged = purge_expired()
-        log.info("purged %d expired idempotency records", purged)
-    except Exception:  # noqa: BLE001 - housekeeping must never fail the request that triggered it
-        db.session.rollback()
-        log.warning("idempotency purge failed", exc_info=True)
 
+    def purge_expired_records(_: UnitOfWork) -> None:
+        log.info("purged %d expired idempotency records", purge_expired(ttl=ttl))
 
-@click.command("purge-idempotency-keys")
-@with_appcontext
-def purge_command() -> None:
-    """Delete idempotency records older than IDEMPOTENCY_TTL_SECONDS (default 24 h)."""
-    total = 0
-    while True:
-        purged = purge_expired()
-        total += purged
-        if purged < PURGE_BATCH:
-            break
-    click.echo(f"purged {total} expired idempotency records")
+    uow.after_commit(purge_expired_records, key="billing.idempotency_purge")

@@ -180,8 +180,8 @@ _UPDATE_TOTALS = (
 
 def store_totals(bill, *, total: Decimal, paid: Decimal) -> None:
     """`set_totals`, then written at once by one prebuilt UPDATE, for payments and
-    refunds. `bill`: the locked bill's row as a plain object (id, status), updated in
-    place for the answer."""
+    refunds. `bill`: the locked bill's row (billing.service.LockedBill: id, status),
+    updated in place for the answer."""
     set_totals(bill, total=total, paid=paid)
     db.session.connection().execute(
         _UPDATE_TOTALS,

@@ -6,11 +6,12 @@ stored with the key) inside the service's transaction, so a replay returns the v
 same status and body, marked with `Idempotent-Replayed: true`.
 """
 
-from flask import jsonify
+from flask import current_app, jsonify
 from flask.views import MethodView
 
 from hms.billing import service
-from hms.billing.idempotency import StoredResponse, purge_command
+from hms.billing.cli import purge_command
+from hms.billing.idempotency import StoredResponse, ttl_from
 from hms.billing.schemas import (
     BillCreateSchema,
     BillItemsAddSchema,
@@ -86,7 +87,8 @@ class BillPayments(MethodView):
     def post(self, headers, data, bill_id):
         """Take a payment (at most the due amount; Idempotency-Key makes retries safe)"""
         key = headers.get("idempotency_key")
-        return _answer(service.take_payment(bill_id, data, current_identity(), key))
+        ttl = ttl_from(current_app.config)
+        return _answer(service.take_payment(bill_id, data, current_identity(), key, idempotency_ttl=ttl))
 
 
 @blp.route("/bills/<id:bill_id>/refunds")
@@ -100,7 +102,8 @@ class BillRefunds(MethodView):
     def post(self, headers, data, bill_id):
         """Refund money paid on a bill (append-only REFUND row)"""
         key = headers.get("idempotency_key")
-        return _answer(service.refund(bill_id, data, current_identity(), key))
+        ttl = ttl_from(current_app.config)
+        return _answer(service.refund(bill_id, data, current_identity(), key, idempotency_ttl=ttl))
 
 
 @blp.route("/bills/<id:bill_id>/void")

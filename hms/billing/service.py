@@ -14,11 +14,9 @@ payments with their receivers) plus what it wrote, in prebuilt Core statements.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from functools import wraps
-from types import SimpleNamespace
-from typing import Any, TypeVar
 
 from sqlalchemy import Select, bindparam, insert, literal_column, or_, select
 from sqlalchemy.orm import load_only, selectinload
@@ -27,7 +25,7 @@ from hms.appointments.models import Appointment
 from hms.auth.models import User
 from hms.auth.service import Identity
 from hms.billing import idempotency
-from hms.billing.idempotency import StoredResponse
+from hms.billing.idempotency import DEFAULT_TTL, StoredResponse
 from hms.billing.ledger import (
     LineItem,
     add_line_items,
@@ -38,7 +36,7 @@ from hms.billing.ledger import (
     store_totals,
 )
 from hms.billing.models import PAID, PAYMENT, REFUND, VOID, Bill, BillItem, Payment
-from hms.billing.schemas import BillItemSchema, BillPaymentSchema, BillSchema
+from hms.billing.schemas import BillSchema
 from hms.core.fields import MONEY_MAX
 from hms.core.pagination import Page, paginate
 from hms.core.roles import own_records_only
@@ -50,24 +48,9 @@ from hms.patients.models import Patient
 from hms.queue.events import record_event
 from hms.reference.models import Category, Medicine, TestType
 
-F = TypeVar("F", bound=Callable[..., Any])
 PAYMENT_EVENT = "PAYMENT_RECEIVED"
 # One instance for every answer: a schema is built (its fields deep-copied) once.
 _BILL_SCHEMA = BillSchema()
-
-
-def _rollback_on_error(fn: F) -> F:
-    """A unit of work: anything raised rolls the whole transaction back."""
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except BaseException:
-            db.session.rollback()
-            raise
-
-    return wrapper  # type: ignore[return-value]
 
 
 # ---- reads -----------------------------------------------------------------------------
@@ -264,35 +247,33 @@ def _locked(bill_id: int) -> Bill:
     return bill
 
 
-@_rollback_on_error
 def add_items(bill_id: int, data: dict, identity: Identity) -> Bill:
-    bill = _locked(bill_id)
-    if own_records_only(identity.role, "bills.write"):
-        if bill.appointment_id is None:
-            raise Forbidden("A doctor may only bill their own appointments.")
-        _appointment_for_billing(bill.appointment_id, None, identity)
-    total, _ = recompute_totals(bill)
-    if bill.status in (PAID, VOID):
-        raise Conflict(f"Items cannot be added to a {bill.status} bill.")
-    lines = _resolve_lines(data["items"])
-    _check_total(total + sum((line.amount for line in lines), Decimal("0")))
-    add_line_items(bill.id, lines)
-    recompute_totals(bill)
-    db.session.commit()
+    with unit_of_work():
+        bill = _locked(bill_id)
+        if own_records_only(identity.role, "bills.write"):
+            if bill.appointment_id is None:
+                raise Forbidden("A doctor may only bill their own appointments.")
+            _appointment_for_billing(bill.appointment_id, None, identity)
+        total, _ = recompute_totals(bill)
+        if bill.status in (PAID, VOID):
+            raise Conflict(f"Items cannot be added to a {bill.status} bill.")
+        lines = _resolve_lines(data["items"])
+        _check_total(total + sum((line.amount for line in lines), Decimal("0")))
+        add_line_items(bill.id, lines)
+        recompute_totals(bill)
     return load_bill(bill_id)
 
 
-@_rollback_on_error
 def void_bill(bill_id: int, data: dict, identity: Identity) -> Bill:
-    bill = _locked(bill_id)
-    _, paid = recompute_totals(bill)
-    if bill.status == VOID:
-        raise Conflict("The bill is already void.")
-    if paid != 0:
-        raise Conflict("A bill with money paid cannot be voided: refund first.")
-    bill.status = VOID
-    bill.void_reason = data["reason"]
-    db.session.commit()
+    with unit_of_work():
+        bill = _locked(bill_id)
+        _, paid = recompute_totals(bill)
+        if bill.status == VOID:
+            raise Conflict("The bill is already void.")
+        if paid != 0:
+            raise Conflict("A bill with money paid cannot be voided: refund first.")
+        bill.status = VOID
+        bill.void_reason = data["reason"]
     return load_bill(bill_id)
 
 
@@ -302,20 +283,97 @@ def void_bill(bill_id: int, data: dict, identity: Identity) -> Bill:
 # Payments and refunds run prebuilt Core statements on plain rows (a hot path: one
 # payment per visit). The bill is locked and read with its items and payments, the
 # totals are summed from those rows under the lock, and the answer is built from them.
+# The rows name their columns here, not from the response schema: renaming a field of
+# the answer changes no query. BillSchema dumps them (it reads attributes).
+
+
+@dataclass(slots=True, frozen=True)
+class StaffRef:
+    id: int
+    name: str
+
+
+@dataclass(slots=True, frozen=True)
+class BillItemRow:
+    id: int
+    category_id: int | None
+    description: str
+    quantity: int
+    unit_price: Decimal
+    amount: Decimal
+
+
+@dataclass(slots=True, frozen=True)
+class PaymentRow:
+    id: int
+    kind: str
+    amount: Decimal
+    method: str
+    reference: str | None
+    reason: str | None
+    created_at: datetime
+    received_by: StaffRef
+
+
+@dataclass(slots=True)
+class LockedBill:
+    """A bill's row read under its lock, with its items and payments. Mutable: the
+    payment's own row is appended and `store_totals` sets the amounts and status."""
+
+    id: int
+    number: str | None
+    patient_id: int
+    appointment_id: int | None
+    status: str
+    total_amount: Decimal
+    paid_amount: Decimal
+    due_amount: Decimal
+    due_date: date | None
+    void_reason: str | None
+    created_at: datetime
+    items: list[BillItemRow]
+    payments: list[PaymentRow]
+
+
 _bills, _bill_items, _payments, _users = Bill.__table__, BillItem.__table__, Payment.__table__, User.__table__
 _BILL_FOR_UPDATE = (
-    select(*(_bills.c[name] for name in BillSchema._declared_fields if name not in ("items", "payments")))
+    select(
+        _bills.c.id,
+        _bills.c.number,
+        _bills.c.patient_id,
+        _bills.c.appointment_id,
+        _bills.c.status,
+        _bills.c.total_amount,
+        _bills.c.paid_amount,
+        _bills.c.due_amount,
+        _bills.c.due_date,
+        _bills.c.void_reason,
+        _bills.c.created_at,
+    )
     .where(_bills.c.id == bindparam("bill_id"))
     .with_for_update()
 )
 _BILL_ITEMS = (
-    select(*(_bill_items.c[name] for name in BillItemSchema._declared_fields))
+    select(
+        _bill_items.c.id,
+        _bill_items.c.category_id,
+        _bill_items.c.description,
+        _bill_items.c.quantity,
+        _bill_items.c.unit_price,
+        _bill_items.c.amount,
+    )
     .where(_bill_items.c.bill_id == bindparam("bill_id"))
     .order_by(_bill_items.c.id)
 )
 _BILL_PAYMENTS = (
     select(
-        *(_payments.c[name] for name in BillPaymentSchema._declared_fields if name != "received_by"),
+        _payments.c.id,
+        _payments.c.kind,
+        _payments.c.amount,
+        _payments.c.method,
+        _payments.c.reference,
+        _payments.c.reason,
+        _payments.c.created_at,
         _users.c.id.label("receiver_id"),
         _users.c.name.label("receiver_name"),
     )
@@ -326,32 +384,31 @@ _BILL_PAYMENTS = (
 _INSERT_PAYMENT = insert(_payments).returning(_payments.c.id, _payments.c.created_at)
 
 
-def _payment_row(row, receiver_id: int, receiver_name: str) -> SimpleNamespace:
-    fields = {
-        name: getattr(row, name) for name in BillPaymentSchema._declared_fields if name != "received_by"
-    }
-    return SimpleNamespace(**fields, received_by=SimpleNamespace(id=receiver_id, name=receiver_name))
-
-
-def _lock_with_rows(bill_id: int) -> SimpleNamespace:
+def _lock_with_rows(bill_id: int) -> LockedBill:
     """The bill (locked until the transaction ends: SELECT ... FOR UPDATE serializes every
     payment, refund, void and item change of one bill) with its items and payments."""
     connection = db.session.connection()
     row = connection.execute(_BILL_FOR_UPDATE, {"bill_id": bill_id}).one_or_none()
     if row is None:
         raise NotFound("Bill not found.")
-    bill = SimpleNamespace(**row._mapping)
-    bill.items = [
-        SimpleNamespace(**item._mapping) for item in connection.execute(_BILL_ITEMS, {"bill_id": bill_id})
-    ]
-    bill.payments = [
-        _payment_row(payment, payment.receiver_id, payment.receiver_name)
+    items = [BillItemRow(**item._mapping) for item in connection.execute(_BILL_ITEMS, {"bill_id": bill_id})]
+    payments = [
+        PaymentRow(
+            id=payment.id,
+            kind=payment.kind,
+            amount=payment.amount,
+            method=payment.method,
+            reference=payment.reference,
+            reason=payment.reason,
+            created_at=payment.created_at,
+            received_by=StaffRef(payment.receiver_id, payment.receiver_name),
+        )
         for payment in connection.execute(_BILL_PAYMENTS, {"bill_id": bill_id})
     ]
-    return bill
+    return LockedBill(**row._mapping, items=items, payments=payments)
 
 
-def _record_payment(bill: SimpleNamespace, data: dict, identity: Identity) -> None:
+def _record_payment(bill: LockedBill, data: dict, identity: Identity) -> None:
     total, paid = row_sums(bill.items, bill.payments)
     if bill.status == VOID:
         raise Conflict("A void bill takes no payments.")
@@ -370,7 +427,7 @@ def _record_payment(bill: SimpleNamespace, data: dict, identity: Identity) -> No
         )
 
 
-def _record_refund(bill: SimpleNamespace, data: dict, identity: Identity) -> None:
+def _record_refund(bill: LockedBill, data: dict, identity: Identity) -> None:
     total, paid = row_sums(bill.items, bill.payments)
     if bill.status == VOID:
         raise Conflict("A void bill has nothing to refund.")
@@ -380,7 +437,7 @@ def _record_refund(bill: SimpleNamespace, data: dict, identity: Identity) -> Non
     store_totals(bill, total=total, paid=paid - data["amount"])
 
 
-def _insert_payment(bill: SimpleNamespace, data: dict, identity: Identity, kind: str) -> None:
+def _insert_payment(bill: LockedBill, data: dict, identity: Identity, kind: str) -> None:
     """Insert the row and add it to the bill's payments (for the answer)."""
     values = {
         "bill_id": bill.id,
@@ -392,49 +449,72 @@ def _insert_payment(bill: SimpleNamespace, data: dict, identity: Identity, kind:
         "received_by_id": identity.id,
     }
     payment_id, created_at = db.session.connection().execute(_INSERT_PAYMENT, values).one()
-    row = SimpleNamespace(**values, id=payment_id, created_at=created_at)
-    bill.payments.append(_payment_row(row, identity.id, identity.name))
+    bill.payments.append(
+        PaymentRow(
+            id=payment_id,
+            kind=kind,
+            amount=values["amount"],
+            method=values["method"],
+            reference=values["reference"],
+            reason=values["reason"],
+            created_at=created_at,
+            received_by=StaffRef(identity.id, identity.name),
+        )
+    )
 
 
-@_rollback_on_error
 def _move_money(
     operation: str,
-    work: Callable[[SimpleNamespace, dict, Identity], None],
+    work: Callable[[LockedBill, dict, Identity], None],
     bill_id: int,
     data: dict,
     identity: Identity,
     idempotency_key: str | None,
+    idempotency_ttl: timedelta,
 ) -> StoredResponse:
-    record = None
-    if idempotency_key is not None:
-        canonical = {name: value for name, value in data.items() if value is not None}
-        claimed = idempotency.claim(
-            identity.id, idempotency_key, idempotency.fingerprint(operation, bill_id, canonical)
-        )
-        if isinstance(claimed, StoredResponse):
-            db.session.rollback()  # a replay writes nothing; end the read transaction
-            return claimed
-        record = claimed
-    bill = _lock_with_rows(bill_id)
-    work(bill, data, identity)
-    body = _BILL_SCHEMA.dump(bill)
-    if record is not None:
-        idempotency.complete(record, 201, body)
-    record_id = record.id if record is not None else None
-    db.session.commit()
-    idempotency.purge_after(record_id)
+    with unit_of_work() as uow:
+        record = None
+        if idempotency_key is not None:
+            canonical = {name: value for name, value in data.items() if value is not None}
+            claimed = idempotency.claim(
+                identity.id,
+                idempotency_key,
+                idempotency.fingerprint(operation, bill_id, canonical),
+                ttl=idempotency_ttl,
+            )
+            if isinstance(claimed, StoredResponse):
+                return claimed  # a replay wrote nothing: its unit of work just ends
+            record = claimed
+        bill = _lock_with_rows(bill_id)
+        work(bill, data, identity)
+        body = _BILL_SCHEMA.dump(bill)
+        if record is not None:
+            idempotency.complete(record, 201, body)
+            idempotency.purge_after_commit(uow, record, ttl=idempotency_ttl)
     return StoredResponse(201, body)
 
 
 def take_payment(
-    bill_id: int, data: dict, identity: Identity, idempotency_key: str | None = None
+    bill_id: int,
+    data: dict,
+    identity: Identity,
+    idempotency_key: str | None = None,
+    *,
+    idempotency_ttl: timedelta = DEFAULT_TTL,
 ) -> StoredResponse:
-    """Record a payment of at most the due amount; the answer is the bill (JSON body)."""
-    return _move_money("payment", _record_payment, bill_id, data, identity, idempotency_key)
+    """Record a payment of at most the due amount; the answer is the bill (JSON body).
+
+    `idempotency_ttl`: how long the answer stays replayable under `idempotency_key`."""
+    return _move_money("payment", _record_payment, bill_id, data, identity, idempotency_key, idempotency_ttl)
 
 
 def refund(
-    bill_id: int, data: dict, identity: Identity, idempotency_key: str | None = None
+    bill_id: int,
+    data: dict,
+    identity: Identity,
+    idempotency_key: str | None = None,
+    *,
+    idempotency_ttl: timedelta = DEFAULT_TTL,
 ) -> StoredResponse:
     """Record a refund of at most what was paid; the answer is the bill (JSON body)."""
-    return _move_money("refund", _record_refund, bill_id, data, identity, idempotency_key)
+    return _move_money("refund", _record_refund, bill_id, data, identity, idempotency_key, idempotency_ttl)

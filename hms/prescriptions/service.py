@@ -9,7 +9,8 @@ instructions read to check them), without reading it back.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Select, bindparam, insert, select
 from sqlalchemy.orm import joinedload, load_only, selectinload
@@ -18,6 +19,7 @@ from hms.appointments.models import COMPLETED, IN_CONSULTATION, Appointment
 from hms.auth.service import Identity
 from hms.core.pagination import Page, paginate
 from hms.core.roles import own_records_only
+from hms.core.uow import unit_of_work
 from hms.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from hms.extensions import db
 from hms.prescriptions.models import Prescription, PrescriptionItem
@@ -89,17 +91,65 @@ _INSERT_ITEMS = insert(_items).returning(_items.c.id, sort_by_parameter_order=Tr
 _ITEM_FIELDS = ("medicine_id", "instruction_id", "dosage", "frequency", "duration_days", "quantity")
 
 
-def _references(items: list[dict]) -> tuple[dict, dict]:
+# What a new prescription answers, built from what was written and read: PrescriptionSchema
+# dumps these rows (it reads attributes).
+
+
+@dataclass(slots=True, frozen=True)
+class PrescribedMedicine:
+    id: int
+    name: str
+    strength: str | None
+    form: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class PrescribedInstruction:
+    id: int
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class WrittenItem:
+    id: int
+    medicine: PrescribedMedicine
+    instruction: PrescribedInstruction | None
+    dosage: str
+    frequency: str
+    duration_days: int
+    quantity: int
+
+
+@dataclass(slots=True, frozen=True)
+class WrittenPrescription:
+    id: int
+    appointment_id: int
+    doctor_id: int
+    patient_id: int
+    notes: str | None
+    created_at: datetime
+    items: list[WrittenItem]
+
+
+def _references(
+    items: list[dict],
+) -> tuple[dict[int, PrescribedMedicine], dict[int, PrescribedInstruction]]:
     """Every medicine and instruction exists: one query each, whatever the number of items.
-    Returns them by id ({id: row}, {id: row}) with the columns an answer shows."""
+    Returns them by id with the columns an answer shows."""
     connection = db.session.connection()
     medicine_ids = sorted({item["medicine_id"] for item in items})
     instruction_ids = sorted(
         {item["instruction_id"] for item in items if item.get("instruction_id") is not None}
     )
-    medicines = {row.id: row for row in connection.execute(_MEDICINES, {"ids": medicine_ids})}
+    medicines = {
+        row.id: PrescribedMedicine(row.id, row.name, row.strength, row.form)
+        for row in connection.execute(_MEDICINES, {"ids": medicine_ids})
+    }
     instructions = (
-        {row.id: row for row in connection.execute(_INSTRUCTIONS, {"ids": instruction_ids})}
+        {
+            row.id: PrescribedInstruction(row.id, row.text)
+            for row in connection.execute(_INSTRUCTIONS, {"ids": instruction_ids})
+        }
         if instruction_ids
         else {}
     )
@@ -112,10 +162,10 @@ def _references(items: list[dict]) -> tuple[dict, dict]:
     return medicines, instructions
 
 
-def create_prescription(appointment_id: int, data: dict, identity: Identity) -> SimpleNamespace:
-    """Write the prescription, its items and the event (one transaction) and answer what
+def create_prescription(appointment_id: int, data: dict, identity: Identity) -> WrittenPrescription:
+    """Write the prescription, its items and the event (one unit of work) and answer what
     was written, with each item's medicine and instruction (not read back)."""
-    try:
+    with unit_of_work():
         connection = db.session.connection()
         appointment = connection.execute(
             _APPOINTMENT_FOR_SHARE, {"appointment_id": appointment_id}
@@ -150,11 +200,7 @@ def create_prescription(appointment_id: int, data: dict, identity: Identity) -> 
             identity.id,
             description=f"Prescription {prescription_id} ({count} item{'s' if count != 1 else ''})",
         )
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-    return SimpleNamespace(
+    return WrittenPrescription(
         id=prescription_id,
         appointment_id=appointment.id,
         doctor_id=identity.id,
@@ -162,11 +208,14 @@ def create_prescription(appointment_id: int, data: dict, identity: Identity) -> 
         notes=data.get("notes"),
         created_at=created_at,
         items=[
-            SimpleNamespace(
+            WrittenItem(
                 id=item_id,
                 medicine=medicines[row["medicine_id"]],
                 instruction=instructions.get(row["instruction_id"]),
-                **{name: row[name] for name in _ITEM_FIELDS},
+                dosage=row["dosage"],
+                frequency=row["frequency"],
+                duration_days=row["duration_days"],
+                quantity=row["quantity"],
             )
             for item_id, row in zip(item_ids, rows, strict=True)
         ],
