@@ -176,9 +176,11 @@ def encoded_queue_snapshot(doctor_id: int, queue_date: date, masked: bool) -> En
     return _store(doctor_id, queue_date, tag, mask_snapshot(snapshot), masked=True) if masked else encoded
 
 
-def build_snapshot(doctor_id: int, queue_date: date) -> dict:
-    """Read the snapshot from the database (no cache)."""
-    doctor = get_doctor_fees(doctor_id)
+def build_snapshot(doctor_id: int, queue_date: date, doctor: dict | None = None) -> dict:
+    """Read the snapshot from the database (no cache). `doctor`: the doctor's profile
+    (get_doctor_fees), if the caller has read it already."""
+    if doctor is None:
+        doctor = get_doctor_fees(doctor_id)
     if doctor is None:
         raise NotFound(f"Doctor {doctor_id} not found.")
     # Version and entries in ONE statement, so they always describe the same state.

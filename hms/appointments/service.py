@@ -260,12 +260,14 @@ def announce_queue_changes(queues: list[tuple[int, date, int]]) -> None:
         _after_queue_change(doctor_id, day, version)
 
 
-def _snapshot_for_streams(doctor_id: int, queue_date: date, watched: bool) -> dict | None:
+def _snapshot_for_streams(
+    doctor_id: int, queue_date: date, watched: bool, doctor: dict | None = None
+) -> dict | None:
     """Just before COMMIT, under the queue lock: the new snapshot if streams want it.
 
     Read here, it is exactly the committed state, costs no second transaction (pool
     checkout, BEGIN, COMMIT) after the commit, and the change's message carries it."""
-    return build_snapshot(doctor_id, queue_date) if watched else None
+    return build_snapshot(doctor_id, queue_date, doctor) if watched else None
 
 
 def _active_count(doctor_id: int, queue_date: date) -> int:
@@ -338,7 +340,7 @@ def book_appointment(data: dict, identity: Identity) -> dict:
             **values, id=appointment_id, queue_position=position, entry_time=None, exit_time=None
         )
         result = {**appointment_dict(booked), "bill_id": bill_id}
-        snapshot = _snapshot_for_streams(doctor_id, queue_date, watched)
+        snapshot = _snapshot_for_streams(doctor_id, queue_date, watched, doctor)
     _after_queue_change(doctor_id, queue_date, version, snapshot, watched=watched)
     return result
 
@@ -392,7 +394,8 @@ def call_next(doctor_id: int, identity: Identity) -> EncodedSnapshot:
     nothing changed) if nobody waits."""
     if identity.role == "doctor" and doctor_id != identity.id:
         raise Forbidden("A doctor may only call the next patient of their own queue.")
-    if get_doctor_fees(doctor_id) is None:
+    doctor = get_doctor_fees(doctor_id)
+    if doctor is None:
         raise NotFound(f"Doctor {doctor_id} not found.")
     today = clinic_today()
     with unit_of_work():
@@ -419,7 +422,7 @@ def call_next(doctor_id: int, identity: Identity) -> EncodedSnapshot:
         _transition(first_waiting, IN_CONSULTATION, identity.id, None, events, room_free=True)
         record_events(events)  # both events in one INSERT
         # Read under the queue lock, just before the commit: exactly the committed state.
-        snapshot = build_snapshot(doctor_id, today)
+        snapshot = build_snapshot(doctor_id, today, doctor)
     return _after_queue_change(doctor_id, today, version, snapshot)
 
 
