@@ -25,6 +25,7 @@ from sqlalchemy import Select, func, insert, select, text
 from hms.core.db import next_value
 from hms.core.pagination import Page, paginate
 from hms.core.time import clinic_today
+from hms.core.uow import UnitOfWork, unit_of_work
 from hms.errors import NotFound, ValidationFailed
 from hms.extensions import db
 from hms.patients.models import Patient
@@ -78,13 +79,13 @@ def register_patient(data: dict) -> Patient:
     """Create a patient with the next MRN. `data` is the validated create body."""
     changes = dict(data)
     _settle_age(changes, None, None)
-    patient = Patient(mrn=format_mrn(next_value(MRN_COUNTER)), **changes)
-    db.session.add(patient)
-    db.session.flush()
-    # Every column is known once the row is inserted (id from RETURNING, timestamps set
-    # in Python): detached before COMMIT, the answer is not expired and re-read.
-    db.session.expunge(patient)
-    db.session.commit()
+    with unit_of_work():
+        patient = Patient(mrn=format_mrn(next_value(MRN_COUNTER)), **changes)
+        db.session.add(patient)
+        db.session.flush()
+        # Every column is known once the row is inserted (id from RETURNING, timestamps
+        # set in Python): detached before COMMIT, the answer is not expired and re-read.
+        db.session.expunge(patient)
     return patient
 
 
@@ -101,18 +102,30 @@ def update_patient(patient_id: int, data: dict) -> Patient:
     A new name shows at once in the queues the patient is in (today on): their versions
     are bumped in the same transaction, and their snapshots replaced after the commit,
     as for any queue change (the waiting-room display shows the initials)."""
-    from hms.appointments.service import announce_queue_changes, touch_queues_of_patient
-
-    patient = get_patient(patient_id)
-    changes = dict(data)
-    _settle_age(changes, patient.date_of_birth, patient.age)
-    renamed = "name" in changes and changes["name"] != patient.name
-    for field, value in changes.items():
-        setattr(patient, field, value)
-    queues = touch_queues_of_patient(patient_id) if renamed else []
-    db.session.commit()
-    announce_queue_changes(queues)
+    with unit_of_work() as uow:
+        patient = get_patient(patient_id)
+        changes = dict(data)
+        _settle_age(changes, patient.date_of_birth, patient.age)
+        renamed = "name" in changes and changes["name"] != patient.name
+        for field, value in changes.items():
+            setattr(patient, field, value)
+        if renamed:
+            _touch_queues_of_patient(patient_id, uow)
     return patient
+
+
+# --- the queues that show a patient's name (lead: -> hms.queue) ------------------------
+
+
+def _touch_queues_of_patient(patient_id: int, uow: UnitOfWork) -> None:
+    """Inside the unit of work renaming a patient: bump (and lock) the queues the patient
+    is in, today on, so their snapshots are replaced and the screens updated after the
+    commit. The lead's hms.queue.touch_queues_of_patient(patient_id) registers the
+    announcement itself: this function then becomes that one call."""
+    from hms.appointments.service import announce_queue_changes, touch_queues_of_patient  # lead: -> hms.queue
+
+    queues = touch_queues_of_patient(patient_id)
+    uow.after_commit(lambda _uow: announce_queue_changes(queues), key=f"queues-of-patient:{patient_id}")
 
 
 def classify_query(q: str) -> tuple[str, str]:
@@ -175,14 +188,14 @@ def register_many(rows: Iterable[dict], progress: Callable[[int], None] | None =
         return 0
     for row in rows:
         _settle_age(row, None, None)
-    for row, mrn in zip(rows, reserve_mrns(len(rows)), strict=True):
-        row["mrn"] = mrn
-    for start in range(0, len(rows), _BULK_CHUNK):
-        chunk = rows[start : start + _BULK_CHUNK]
-        db.session.execute(insert(Patient), chunk)
-        if progress:
-            progress(len(chunk))
-    db.session.commit()
+    with unit_of_work():
+        for row, mrn in zip(rows, reserve_mrns(len(rows)), strict=True):
+            row["mrn"] = mrn
+        for start in range(0, len(rows), _BULK_CHUNK):
+            chunk = rows[start : start + _BULK_CHUNK]
+            db.session.execute(insert(Patient), chunk)
+            if progress:
+                progress(len(chunk))
     return len(rows)
 
 
