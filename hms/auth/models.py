@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 
@@ -12,6 +13,16 @@ from hms.core.types import Money, UTCDateTime, utc_now
 from hms.extensions import db
 
 ROLES = ("admin", "reception", "doctor", "cashier", "display")
+# One rule for usernames and passwords wherever an account is made (the API, the CLI).
+# A username is stored trimmed and lower-cased, as sign-in compares it.
+USERNAME_PATTERN = re.compile(r"^[a-z0-9._-]{3,64}$")
+USERNAME_RULE = "3 to 64 characters among a-z, 0-9, '.', '_', '-'."
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 256
+
+
+def normalize_username(username: str) -> str:
+    return username.strip().lower()
 
 
 class User(db.Model):
