@@ -9,7 +9,8 @@ from decimal import Decimal
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from hms.core.types import Money, UTCDateTime, utc_now
+from hms.core.time import utcnow
+from hms.core.types import Money, UTCDateTime
 from hms.extensions import db
 
 ROLES = ("admin", "reception", "doctor", "cashier", "display")
@@ -47,8 +48,8 @@ class User(db.Model):
     # Bumped when the password changes or the account is disabled: every token and
     # session carries the epoch it was issued under, and stops working once it differs.
     token_epoch: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now, onupdate=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     department = relationship("Department", lazy="raise")
     specialization = relationship("Specialization", lazy="raise")
