@@ -56,11 +56,11 @@ def create_staff(data: dict[str, Any]) -> User:
     """Create an account; 422 for unknown references, 409 for a taken username."""
     role = data["role"]
     doctor_fields = _doctor_fields(role, dict.fromkeys(DOCTOR_ONLY_FIELDS), data)
-    _check_references(data.get("department_id"), doctor_fields["specialization_id"])
     username = data["username"]
     taken = f"The username {username!r} is taken."
-    password_hash = hash_password(data["password"])  # slow: before the transaction
+    password_hash = hash_password(data["password"])  # slow: before the transaction begins
     with unit_of_work(conflict=taken) as uow:
+        _check_references(data.get("department_id"), doctor_fields["specialization_id"])
         if db.session.scalar(select(User.id).where(User.username == username)) is not None:
             raise Conflict(taken)
         user = User(
