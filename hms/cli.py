@@ -13,7 +13,6 @@ rows it added; create-user never prints the password.
 from __future__ import annotations
 
 import random
-import re
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -23,16 +22,22 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 from tqdm import tqdm
 
-from hms.auth.models import User
+from hms.auth.models import (
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_MIN_LENGTH,
+    USERNAME_PATTERN,
+    USERNAME_RULE,
+    User,
+    normalize_username,
+)
 from hms.auth.service import hash_password
 from hms.core.roles import DOCTOR, ROLES
+from hms.core.uow import unit_of_work
 from hms.errors import Conflict, ValidationFailed
-from hms.extensions import db
+from hms.extensions import cache, db
 from hms.patients import service as patients
 from hms.reference.models import Category, Department, Medicine, MedicineInstruction, Specialization, TestType
 
-USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-MIN_PASSWORD = 8
 PROGRESS_FROM = 1000  # show a progress bar from this many patients on
 DEMO_SEED = 20260101
 
@@ -54,21 +59,22 @@ def create_account(
     password_hash: str | None = None,
     **fields,
 ) -> User:
-    """Add one account (not committed). Username lower-cased; doctors get 0.00 fees by default.
+    """Add one account to the caller's unit of work. Username trimmed and lower-cased (the
+    API's rule, hms.auth.models); doctors get 0.00 fees by default.
 
     Raises ValidationFailed for a bad username, role, name or password and Conflict for a
     username already taken. `password_hash` lets a caller hash a shared password once.
     """
-    username = username.strip().lower()
+    username = normalize_username(username)
     name = name.strip()
     if not USERNAME_PATTERN.fullmatch(username):
-        raise ValidationFailed("Username: 1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit.")
+        raise ValidationFailed(f"Username: {USERNAME_RULE}")
     if role not in ROLES:
         raise ValidationFailed(f"Unknown role {role!r}; use one of {', '.join(ROLES)}.")
     if not name or len(name) > 120:
         raise ValidationFailed("Name: 1 to 120 characters.")
-    if password_hash is None and not MIN_PASSWORD <= len(password) <= 256:
-        raise ValidationFailed(f"Password: {MIN_PASSWORD} to 256 characters.")
+    if password_hash is None and not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
+        raise ValidationFailed(f"Password: {PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters.")
     if db.session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"Username {username!r} is already taken.")
     if role == DOCTOR:
@@ -91,7 +97,7 @@ def create_account(
 @click.option("--name", required=True, help="Display name, e.g. 'Dr. Asha Rao'.")
 @click.option(
     "--password",
-    help=f"At least {MIN_PASSWORD} characters; prompted for (twice) when omitted.",
+    help=f"At least {PASSWORD_MIN_LENGTH} characters; prompted for (twice) when omitted.",
 )
 @with_appcontext
 def create_user_command(username: str, role: str, name: str, password: str | None) -> None:
@@ -101,11 +107,11 @@ def create_user_command(username: str, role: str, name: str, password: str | Non
         raise click.BadParameter(f"{role!r} is not one of {', '.join(ROLES)}.", param_hint="--role")
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    taken = f"Username {normalize_username(username)!r} is already taken."
     try:
-        user = create_account(username, password, name, role)
-        db.session.commit()
+        with unit_of_work(conflict=taken):  # a twin created meanwhile: the unique key says so
+            user = create_account(username, password, name, role)
     except (ValidationFailed, Conflict) as exc:
-        db.session.rollback()
         raise click.ClickException(exc.message) from None
     click.echo(f"Created {user.role} account {user.username!r} (id {user.id}).")
 
@@ -275,7 +281,6 @@ def _seed_reference() -> int:
         if (name, form, strength) not in present
     ]
     db.session.add_all(added)
-    db.session.commit()
     return len(added)
 
 
@@ -307,7 +312,6 @@ def _seed_accounts(doctors: int) -> int:
             hashes[password] = hash_password(password)
         create_account(username, password, name, role, password_hash=hashes[password], **fields)
         added += 1
-    db.session.commit()
     return added
 
 
@@ -323,8 +327,6 @@ def _seed_patients(count: int) -> int:
 
 def _clear_cache() -> None:
     """Reference lists and doctors are cached: drop them so the new rows show at once."""
-    from hms.extensions import cache
-
     try:
         cache.clear()
     except Exception:  # noqa: BLE001 - seeding must not fail on a cache outage
@@ -354,9 +356,11 @@ def seed_demo_command(patient_count: int, doctors: int, if_empty: bool) -> None:
         click.echo("Accounts already exist: nothing seeded (--if-empty).")
         click.echo("Added 0 rows.")
         return
-    reference = _seed_reference()
-    accounts = _seed_accounts(doctors)
-    added_patients = _seed_patients(patient_count)
+    with unit_of_work():
+        reference = _seed_reference()
+    with unit_of_work():
+        accounts = _seed_accounts(doctors)
+    added_patients = _seed_patients(patient_count)  # its own unit of work (register_many)
     total = reference + accounts + added_patients
     if total:
         _clear_cache()

@@ -12,6 +12,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, default_exceptions
 
+from hms.extensions import db
+
 log = logging.getLogger(__name__)
 
 
@@ -64,10 +66,6 @@ class TooManyRequests(HMSError):
         super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
-class ServiceUnavailable(HMSError):
-    status_code = 503
-
-
 def http_error(status_code: int, message: str, errors: dict | None = None, headers=None):
     """Build the werkzeug exception flask-smorest renders as the error body."""
     exc = default_exceptions[status_code]()
@@ -89,16 +87,12 @@ def register_error_handlers(app, api) -> None:
 
     @app.errorhandler(IntegrityError)
     def handle_integrity_error(err: IntegrityError):
-        from hms.extensions import db
-
         db.session.rollback()
         log.info("integrity error mapped to 409: %s", err.orig)
         return render(http_error(409, "This conflicts with an existing record."))
 
     @app.errorhandler(OperationalError)
     def handle_operational_error(err: OperationalError):
-        from hms.extensions import db
-
         db.session.rollback()
         log.exception("database unavailable")
         return render(

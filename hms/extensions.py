@@ -33,9 +33,11 @@ class HMSApi(Api):
         return payload, code, headers
 
 
-# webargs silently drops unknown query parameters; make them follow each schema's
-# Meta.unknown instead (RAISE for ours), so `?stauts=WAITING` is a 422, not an
-# unfiltered list. Every flask-smorest Blueprint shares this parser instance.
+# webargs drops unknown query parameters by default (EXCLUDE for the query location).
+# Setting None here makes every query schema follow its own Meta.unknown instead (RAISE:
+# hms.core.fields.StrictSchema), so `?stauts=WAITING` is a 422, not an unfiltered list.
+# It is set once, here, for the whole API: every flask-smorest Blueprint (and so
+# hms.core.blueprint's) parses with this one parser instance; routes configure nothing.
 Blueprint.ARGUMENTS_PARSER.DEFAULT_UNKNOWN_BY_LOCATION = {
     **Blueprint.ARGUMENTS_PARSER.DEFAULT_UNKNOWN_BY_LOCATION,
     "query": None,

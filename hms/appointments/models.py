@@ -7,7 +7,8 @@ from datetime import date, datetime
 from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from hms.core.types import UTCDateTime, utc_now
+from hms.core.time import utcnow
+from hms.core.types import UTCDateTime
 from hms.extensions import db
 
 WAITING = "WAITING"
@@ -91,12 +92,12 @@ class Appointment(db.Model):
     queue_position: Mapped[int | None]
     chief_complaint: Mapped[str | None] = mapped_column(String(500))
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # When the patient (re)joined the line: booking, back from the room, late arrival.
-    waiting_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    waiting_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     entry_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
     exit_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now, onupdate=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     patient = relationship("Patient", lazy="raise")
     doctor = relationship("User", foreign_keys=[doctor_id], lazy="raise")
@@ -115,6 +116,6 @@ class AppointmentEvent(db.Model):
     to_status: Mapped[str | None] = mapped_column(String(16))
     description: Mapped[str | None] = mapped_column(Text)
     performed_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    performed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    performed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     performed_by = relationship("User", lazy="raise")

@@ -17,7 +17,6 @@ from hms.core.access import allow, current_identity
 from hms.core.blueprint import Blueprint
 from hms.core.fields import PageQuery
 
-# webargs ignores unknown query parameters unless told otherwise: a typo is a 422 here.
 blp = Blueprint("appointments", __name__, url_prefix="/api", description="Appointments")
 
 BOOKING_RULES = (

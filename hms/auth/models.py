@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 
@@ -9,8 +10,20 @@ from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from hms.core import roles
-from hms.core.types import Money, UTCDateTime, utc_now
+from hms.core.time import utcnow
+from hms.core.types import Money, UTCDateTime
 from hms.extensions import db
+
+# One rule for usernames and passwords wherever an account is made (the API, the CLI).
+# A username is stored trimmed and lower-cased, as sign-in compares it.
+USERNAME_PATTERN = re.compile(r"^[a-z0-9._-]{3,64}$")
+USERNAME_RULE = "3 to 64 characters among a-z, 0-9, '.', '_', '-'."
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 256
+
+
+def normalize_username(username: str) -> str:
+    return username.strip().lower()
 
 
 class User(db.Model):
@@ -35,8 +48,8 @@ class User(db.Model):
     # Bumped when the password changes or the account is disabled: every token and
     # session carries the epoch it was issued under, and stops working once it differs.
     token_epoch: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now, onupdate=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     department = relationship("Department", lazy="raise")
     specialization = relationship("Specialization", lazy="raise")

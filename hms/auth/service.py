@@ -15,13 +15,14 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from hms.auth.models import User
 from hms.core.cache import cache_delete, cached
+from hms.core.lru import BoundedCache
+from hms.core.settings import app_memo, setting
 from hms.errors import Unauthorized
 from hms.extensions import db
 
@@ -48,54 +49,30 @@ class Identity:
 
 
 def hash_password(password: str) -> str:
-    return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
+    return generate_password_hash(password, method=setting("PASSWORD_HASH_METHOD"))
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="hms-access-token")
+    return URLSafeTimedSerializer(setting("SECRET_KEY"), salt="hms-access-token")
 
 
 def _identity_key(user_id: int) -> str:
     return f"identity:{user_id}"
 
 
-class _LocalIdentities:
-    """This process's recently read identities: user id -> (read at, Identity | None)."""
-
-    def __init__(self) -> None:
-        self._entries: dict[int, tuple[float, Identity | None]] = {}
-
-    def get(self, user_id: int, max_age: float):
-        entry = self._entries.get(user_id)
-        if entry is None or time.monotonic() - entry[0] >= max_age:
-            return _MISSING
-        return entry[1]
-
-    def put(self, user_id: int, identity: Identity | None) -> None:
-        if len(self._entries) >= _LOCAL_MAX_ACCOUNTS:
-            self._entries.clear()
-        self._entries[user_id] = (time.monotonic(), identity)
-
-    def forget(self, user_id: int) -> None:
-        self._entries.pop(user_id, None)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
-_MISSING = object()
-local_identities = _LocalIdentities()
+# This process's recently read identities: user id -> (read at, Identity | None).
+local_identities: BoundedCache[int, tuple[float, Identity | None]] = BoundedCache(_LOCAL_MAX_ACCOUNTS)
 
 
 def load_identity(user_id: int) -> Identity | None:
-    max_age = current_app.config["IDENTITY_LOCAL_SECONDS"]
+    max_age = setting("IDENTITY_LOCAL_SECONDS")
     if max_age > 0:
-        identity = local_identities.get(user_id, max_age)
-        if identity is not _MISSING:
-            return identity
+        entry = local_identities.get(user_id)
+        if entry is not None and time.monotonic() - entry[0] < max_age:
+            return entry[1]
     identity = _load_shared_identity(user_id)
     if max_age > 0:
-        local_identities.put(user_id, identity)
+        local_identities.set(user_id, (time.monotonic(), identity))
     return identity
 
 
@@ -112,7 +89,7 @@ def _load_shared_identity(user_id: int) -> Identity | None:
 
 def forget_identity(user_id: int) -> None:
     """Call after committing any change to an account."""
-    local_identities.forget(user_id)
+    local_identities.pop(user_id)
     cache_delete(_identity_key(user_id))
 
 
@@ -127,7 +104,7 @@ def authenticate(username: str, password: str) -> Identity:
 
 
 def issue_token(identity: Identity) -> dict:
-    ttl = current_app.config["TOKEN_TTL_SECONDS"]
+    ttl = setting("TOKEN_TTL_SECONDS")
     token = _serializer().dumps([identity.id, identity.token_epoch])
     return {
         "access_token": token,
@@ -141,6 +118,10 @@ VERIFIED_TOKENS_KEY = "hms.auth.verified_tokens"
 _MAX_VERIFIED_TOKENS = 10_000
 
 
+def _new_verified_tokens() -> BoundedCache[str, tuple[int, int, float]]:
+    return BoundedCache(_MAX_VERIFIED_TOKENS)
+
+
 def _verified_claims(token: str) -> tuple[int, int] | None:
     """(user id, token epoch) of a validly signed, unexpired token, else None.
 
@@ -148,17 +129,16 @@ def _verified_claims(token: str) -> tuple[int, int] | None:
     so what it says is kept (by the exact token text, with its signing time), and only
     the expiry is checked again on later requests. Whether the account is still active
     and the epoch still current is not kept here: that is `_current`'s check, every time."""
-    ttl = current_app.config["TOKEN_TTL_SECONDS"]
-    verified = current_app.extensions.setdefault(VERIFIED_TOKENS_KEY, {})
+    ttl = setting("TOKEN_TTL_SECONDS")
+    verified = app_memo(VERIFIED_TOKENS_KEY, _new_verified_tokens)
     claims = verified.get(token)
     if claims is None:
         try:
             (user_id, epoch), signed_at = _serializer().loads(token, max_age=ttl, return_timestamp=True)
         except (SignatureExpired, BadSignature, ValueError, TypeError):
             return None
-        if len(verified) >= _MAX_VERIFIED_TOKENS:
-            verified.clear()
-        claims = verified[token] = (user_id, epoch, signed_at.timestamp())
+        claims = (user_id, epoch, signed_at.timestamp())
+        verified.set(token, claims)
     age = time.time() - claims[2]
     if age > ttl or age < 0:
         return None

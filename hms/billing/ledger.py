@@ -25,8 +25,7 @@ from sqlalchemy import bindparam, case, func, insert, select, text, update
 
 from hms.billing.models import PAID, PARTIALLY_PAID, REFUND, UNPAID, VOID, Bill, BillItem, Payment
 from hms.core.db import next_value
-from hms.core.time import clinic_today
-from hms.core.types import utc_now
+from hms.core.time import clinic_today, utcnow
 from hms.core.uow import UnitOfWork, current_unit_of_work
 from hms.extensions import db
 
@@ -109,7 +108,7 @@ def open_bill(
             "appointment_id": appointment_id,
             "due_date": due_date or clinic_today(),
             "created_by_id": created_by_id,
-            "created_at": utc_now(),
+            "created_at": utcnow(),
             "status": bill_status(total, ZERO, UNPAID),
             "total_amount": total,
             "paid_amount": ZERO,

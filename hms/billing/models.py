@@ -8,7 +8,8 @@ from decimal import Decimal
 from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from hms.core.types import Money, UTCDateTime, utc_now
+from hms.core.time import utcnow
+from hms.core.types import Money, UTCDateTime
 from hms.extensions import db
 
 UNPAID = "UNPAID"
@@ -52,8 +53,8 @@ class Bill(db.Model):
     due_date: Mapped[date | None] = mapped_column(Date)
     void_reason: Mapped[str | None] = mapped_column(String(500))
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now, onupdate=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     items = relationship("BillItem", lazy="raise", order_by="BillItem.id")
     payments = relationship("Payment", lazy="raise", order_by="Payment.id")
@@ -70,7 +71,7 @@ class BillItem(db.Model):
     quantity: Mapped[int] = mapped_column(Integer, default=1)
     unit_price: Mapped[Decimal] = mapped_column(Money)
     amount: Mapped[Decimal] = mapped_column(Money)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Payment(db.Model):
@@ -87,7 +88,7 @@ class Payment(db.Model):
     reference: Mapped[str | None] = mapped_column(String(120))
     reason: Mapped[str | None] = mapped_column(String(500))
     received_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     received_by = relationship("User", lazy="raise")
 
@@ -107,4 +108,4 @@ class IdempotencyRecord(db.Model):
     fingerprint: Mapped[str] = mapped_column(String(64))
     response_status: Mapped[int | None]
     response_body: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -35,10 +35,6 @@ def next_value(name: str) -> int:
     ).scalar_one()
 
 
-def is_sqlite() -> bool:
-    return db.engine.dialect.name == "sqlite"
-
-
 @event.listens_for(Engine, "connect")
 def _sqlite_on_connect(dbapi_connection, connection_record):
     """WAL, a busy timeout and foreign keys for SQLite; manual transaction control.

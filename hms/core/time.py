@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from flask import current_app
+from hms.core.settings import setting
 
 
 def utcnow() -> datetime:
@@ -13,7 +13,7 @@ def utcnow() -> datetime:
 
 
 def clinic_zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config["CLINIC_TIMEZONE"])
+    return ZoneInfo(setting("CLINIC_TIMEZONE"))
 
 
 def clinic_today() -> date:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 
 from sqlalchemy import DateTime, Numeric
 from sqlalchemy.types import TypeDecorator
@@ -29,10 +29,6 @@ class UTCDateTime(TypeDecorator):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # NUMERIC(12,2): money is never a float.

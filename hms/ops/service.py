@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import current_app
 from sqlalchemy import text
 
+from hms.core.settings import setting
 from hms.extensions import db
 
 log = logging.getLogger(__name__)
@@ -16,13 +16,13 @@ log = logging.getLogger(__name__)
 def readiness() -> tuple[dict, bool]:
     report = {"database": "ok", "redis": "disabled"}
     try:
-        db.session.execute(text("SELECT 1"))
+        # A connection of its own, returned at once: no session transaction to end.
+        with db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
     except Exception:  # noqa: BLE001 - any failure means "not ready"
         log.warning("readiness: database unreachable", exc_info=True)
         report["database"] = "unavailable"
-    finally:
-        db.session.rollback()
-    url = current_app.config.get("REDIS_URL")
+    url = setting("REDIS_URL")
     if url:
         try:
             client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)

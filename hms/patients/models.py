@@ -7,7 +7,8 @@ from datetime import date, datetime
 from sqlalchemy import Date, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hms.core.types import UTCDateTime, utc_now
+from hms.core.time import utcnow
+from hms.core.types import UTCDateTime
 from hms.extensions import db
 
 GENDERS = ("male", "female", "other", "unknown")
@@ -34,8 +35,8 @@ class Patient(db.Model):
     age: Mapped[int | None]
     phone: Mapped[str | None] = mapped_column(String(20))
     address: Mapped[str | None] = mapped_column(String(300))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now, onupdate=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 # Case-insensitive "part of the name" search: a trigram GIN index on lower(name) on

@@ -80,13 +80,13 @@ def register_patient(data: dict) -> Patient:
     """Create a patient with the next MRN. `data` is the validated create body."""
     changes = dict(data)
     _settle_age(changes, None, None)
-    patient = Patient(mrn=format_mrn(next_value(MRN_COUNTER)), **changes)
-    db.session.add(patient)
-    db.session.flush()
-    # Every column is known once the row is inserted (id from RETURNING, timestamps set
-    # in Python): detached before COMMIT, the answer is not expired and re-read.
-    db.session.expunge(patient)
-    db.session.commit()
+    with unit_of_work():
+        patient = Patient(mrn=format_mrn(next_value(MRN_COUNTER)), **changes)
+        db.session.add(patient)
+        db.session.flush()
+        # Every column is known once the row is inserted (id from RETURNING, timestamps
+        # set in Python): detached before COMMIT, the answer is not expired and re-read.
+        db.session.expunge(patient)
     return patient
 
 
@@ -113,6 +113,9 @@ def update_patient(patient_id: int, data: dict) -> Patient:
         if renamed:
             touch_queues_of_patient(patient_id)
     return patient
+
+
+# --- the queues that show a patient's name (lead: -> hms.queue) ------------------------
 
 
 def classify_query(q: str) -> tuple[str, str]:
@@ -175,14 +178,14 @@ def register_many(rows: Iterable[dict], progress: Callable[[int], None] | None =
         return 0
     for row in rows:
         _settle_age(row, None, None)
-    for row, mrn in zip(rows, reserve_mrns(len(rows)), strict=True):
-        row["mrn"] = mrn
-    for start in range(0, len(rows), _BULK_CHUNK):
-        chunk = rows[start : start + _BULK_CHUNK]
-        db.session.execute(insert(Patient), chunk)
-        if progress:
-            progress(len(chunk))
-    db.session.commit()
+    with unit_of_work():
+        for row, mrn in zip(rows, reserve_mrns(len(rows)), strict=True):
+            row["mrn"] = mrn
+        for start in range(0, len(rows), _BULK_CHUNK):
+            chunk = rows[start : start + _BULK_CHUNK]
+            db.session.execute(insert(Patient), chunk)
+            if progress:
+                progress(len(chunk))
     return len(rows)
 
 

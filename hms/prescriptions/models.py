@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from hms.core.types import UTCDateTime, utc_now
+from hms.core.time import utcnow
+from hms.core.types import UTCDateTime
 from hms.extensions import db
 
 
@@ -20,7 +21,7 @@ class Prescription(db.Model):
     doctor_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
     notes: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     items = relationship("PrescriptionItem", lazy="raise", order_by="PrescriptionItem.id")
 

@@ -9,7 +9,8 @@ from decimal import Decimal
 from sqlalchemy import String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hms.core.types import Money, UTCDateTime, utc_now
+from hms.core.time import utcnow
+from hms.core.types import Money, UTCDateTime
 from hms.extensions import db
 
 
@@ -18,7 +19,7 @@ class Department(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Specialization(db.Model):
@@ -26,7 +27,7 @@ class Specialization(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class TestType(db.Model):
@@ -36,7 +37,7 @@ class TestType(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
     price: Mapped[Decimal] = mapped_column(Money)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Medicine(db.Model):
@@ -49,7 +50,7 @@ class Medicine(db.Model):
     form: Mapped[str | None] = mapped_column(String(40))
     strength: Mapped[str | None] = mapped_column(String(40))
     unit_price: Mapped[Decimal] = mapped_column(Money)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class MedicineInstruction(db.Model):
@@ -57,7 +58,7 @@ class MedicineInstruction(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     text: Mapped[str] = mapped_column(String(200), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Category(db.Model):
@@ -67,4 +68,4 @@ class Category(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

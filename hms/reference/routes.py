@@ -14,7 +14,6 @@ from hms.reference.schemas import schemas_for
 from hms.reference.service import RESOURCES, Resource
 
 blp = Blueprint("reference", __name__, url_prefix="/api", description="Reference data")
-# webargs ignores unknown query parameters unless told otherwise; a typo is 422 here.
 
 
 def register(resource: Resource) -> None:

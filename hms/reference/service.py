@@ -12,21 +12,25 @@ commit stores it under the old tag, which is never read again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from hms.core.cache import bump_generation, cached, generation
 from hms.core.pagination import paginate
+from hms.core.settings import setting
+from hms.core.uow import UnitOfWork, unit_of_work
 from hms.errors import Conflict, NotFound
 from hms.extensions import db
 from hms.reference.models import Category, Department, Medicine, MedicineInstruction, Specialization, TestType
-from hms.staff.service import DOCTORS_CACHE_NAMESPACE
+
+# Reference sits above staff: a doctor's profile shows its department's and
+# specialization's names, so renaming either forgets the cached doctor profiles.
+from hms.staff.service import forget_doctors
 
 
 @dataclass(frozen=True)
@@ -39,8 +43,9 @@ class Resource:
     fields: tuple[str, ...]  # the columns a client may set
     search_column: str  # ?q= searches it (case-insensitive), lists are ordered by it
     unique_columns: tuple[str, ...]  # rows equal on these (case-insensitive) are duplicates
-    # Cached data of other domains that embeds this resource (a doctor's department name).
-    also_invalidates: tuple[str, ...] = ()
+    # What forgets other domains' cached data embedding this resource (a doctor's
+    # department name): called after every committed write.
+    also_forget: tuple[Callable[[], None], ...] = ()
 
     @property
     def schema_prefix(self) -> str:
@@ -52,9 +57,7 @@ class Resource:
 
 
 RESOURCES: tuple[Resource, ...] = (
-    Resource(
-        "departments", Department, "department", ("name",), "name", ("name",), (DOCTORS_CACHE_NAMESPACE,)
-    ),
+    Resource("departments", Department, "department", ("name",), "name", ("name",), (forget_doctors,)),
     Resource(
         "specializations",
         Specialization,
@@ -62,7 +65,7 @@ RESOURCES: tuple[Resource, ...] = (
         ("name",),
         "name",
         ("name",),
-        (DOCTORS_CACHE_NAMESPACE,),
+        (forget_doctors,),
     ),
     Resource("test-types", TestType, "test type", ("name", "price"), "name", ("name",)),
     Resource(
@@ -111,36 +114,36 @@ def get_item(resource: Resource, item_id: int) -> dict:
 
 
 def create_item(resource: Resource, data: dict[str, Any]) -> dict:
-    _refuse_duplicate(resource, {column: data.get(column) for column in resource.unique_columns})
-    row = resource.model(**data)
-    db.session.add(row)
-    return _save(resource, row)
+    """Add a row; 409 for a duplicate (the unique constraints catch one racing the check)."""
+    with unit_of_work(conflict=_duplicate_message(resource)) as uow:
+        _refuse_duplicate(resource, {column: data.get(column) for column in resource.unique_columns})
+        row = resource.model(**data)
+        db.session.add(row)
+        return _saved(uow, resource, row)
 
 
 def update_item(resource: Resource, item_id: int, changes: dict[str, Any]) -> dict:
-    row = db.session.get(resource.model, item_id, with_for_update=True)
-    if row is None:
-        raise NotFound(f"No {resource.label} with this id.")
-    if any(column in changes for column in resource.unique_columns):
-        key = {column: changes.get(column, getattr(row, column)) for column in resource.unique_columns}
-        _refuse_duplicate(resource, key, exclude_id=row.id)
-    for field, value in changes.items():
-        setattr(row, field, value)
-    return _save(resource, row)
+    with unit_of_work(conflict=_duplicate_message(resource)) as uow:
+        row = db.session.get(resource.model, item_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"No {resource.label} with this id.")
+        if any(column in changes for column in resource.unique_columns):
+            key = {column: changes.get(column, getattr(row, column)) for column in resource.unique_columns}
+            _refuse_duplicate(resource, key, exclude_id=row.id)
+        for field, value in changes.items():
+            setattr(row, field, value)
+        return _saved(uow, resource, row)
 
 
 def delete_item(resource: Resource, item_id: int) -> None:
-    """Delete a row; 409 while any foreign key still points at it."""
-    row = db.session.get(resource.model, item_id, with_for_update=True)
-    if row is None:
-        raise NotFound(f"No {resource.label} with this id.")
-    db.session.delete(row)
-    try:
-        db.session.commit()  # the database's foreign keys decide: race-free
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict(f"This {resource.label} is still in use and cannot be deleted.") from None
-    _changed(resource)
+    """Delete a row; 409 while any foreign key still points at it: the database's
+    foreign keys decide at the commit, race-free."""
+    with unit_of_work(conflict=f"This {resource.label} is still in use and cannot be deleted.") as uow:
+        row = db.session.get(resource.model, item_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"No {resource.label} with this id.")
+        db.session.delete(row)
+        _changed(uow, resource)
 
 
 def _refuse_duplicate(resource: Resource, key: dict[str, Any], exclude_id: int | None = None) -> None:
@@ -163,24 +166,23 @@ def _duplicate_message(resource: Resource) -> str:
     return f"A {resource.label} with this {', '.join(resource.unique_columns)} already exists."
 
 
-def _save(resource: Resource, row: Any) -> dict:
-    """Commit a created or changed row and return it as the API shows it."""
-    try:
-        db.session.flush()  # assigns the id and created_at
-        item = _as_dict(resource, row)
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict(_duplicate_message(resource)) from None
-    _changed(resource)
-    return item
+def _saved(uow: UnitOfWork, resource: Resource, row: Any) -> dict:
+    """A created or changed row as the API shows it, its caches forgotten after the commit."""
+    db.session.flush()  # assigns the id and created_at
+    _changed(uow, resource)
+    return _as_dict(resource, row)
 
 
-def _changed(resource: Resource) -> None:
-    """After commit: every cached item and page of this resource (and of data embedding it)."""
+def _changed(uow: UnitOfWork, resource: Resource) -> None:
+    """After the commit: forget every cached item and page of this resource, and the
+    other domains' data embedding it."""
+    uow.after_commit(lambda _uow: _forget(resource), key=f"forget:{resource.cache_namespace}")
+
+
+def _forget(resource: Resource) -> None:
     bump_generation(resource.cache_namespace)
-    for namespace in resource.also_invalidates:
-        bump_generation(namespace)
+    for forget in resource.also_forget:
+        forget()
 
 
 def _as_dict(resource: Resource, row: Any) -> dict:
@@ -201,4 +203,4 @@ def _jsonable(value: Any) -> Any:
 
 
 def _cache_seconds() -> int:
-    return current_app.config["REFERENCE_CACHE_SECONDS"]
+    return setting("REFERENCE_CACHE_SECONDS")

@@ -17,7 +17,6 @@ from hms.staff.schemas import (
 )
 
 blp = Blueprint("staff", __name__, url_prefix="/api", description="Staff accounts and doctors")
-# webargs ignores unknown query parameters unless told otherwise; a typo is 422 here.
 
 
 @blp.route("/staff")

@@ -5,6 +5,13 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate, validates_schema
 
+from hms.auth.models import (
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_MIN_LENGTH,
+    USERNAME_PATTERN,
+    USERNAME_RULE,
+    normalize_username,
+)
 from hms.core.fields import (
     MAX_ID,
     Id,
@@ -18,21 +25,18 @@ from hms.core.fields import (
 )
 from hms.core.roles import ROLES
 
-USERNAME_PATTERN = r"^[a-z0-9._-]{3,64}$"
-PASSWORD_MIN_LENGTH = 8
-
 
 class Username(fields.String):
     """Stored trimmed and lower-cased, as sign-in compares it."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(value, attr, data, **kwargs).strip().lower()
+        return normalize_username(super()._deserialize(value, attr, data, **kwargs))
 
 
 def _password(note: str = "", **kwargs) -> fields.String:
     return fields.String(
         load_only=True,
-        validate=validate.Length(min=PASSWORD_MIN_LENGTH, max=256),
+        validate=validate.Length(min=PASSWORD_MIN_LENGTH, max=PASSWORD_MAX_LENGTH),
         metadata={"description": f"At least {PASSWORD_MIN_LENGTH} characters; never returned.{note}"},
         **kwargs,
     )
@@ -48,7 +52,7 @@ _DOCTOR_ONLY = "Doctors only: other roles have no fees or specialization."
 class StaffCreateSchema(StrictSchema):
     username = Username(
         required=True,
-        validate=validate.Regexp(USERNAME_PATTERN, error="3 to 64 characters among a-z, 0-9, '.', '_', '-'."),
+        validate=validate.Regexp(USERNAME_PATTERN, error=USERNAME_RULE),
         metadata={"description": "Stored trimmed and lower-cased."},
     )
     password = _password(required=True)

@@ -17,17 +17,16 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from flask import current_app, g
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, load_only
 
 from hms.auth.models import User
 from hms.auth.service import Identity, forget_identity, hash_password
-from hms.core.cache import bump_generation, cached, cached_in_generation, generation, generation_key
+from hms.core.cache import bump_generation, cached, cached_in_generation, generation
 from hms.core.pagination import paginate
 from hms.core.roles import DOCTOR, may, own_records_only
-from hms.core.uow import unit_of_work
+from hms.core.settings import setting
+from hms.core.uow import UnitOfWork, unit_of_work
 from hms.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from hms.extensions import db
 from hms.queue import touch_queues_of_doctor
@@ -57,21 +56,24 @@ def create_staff(data: dict[str, Any]) -> User:
     """Create an account; 422 for unknown references, 409 for a taken username."""
     role = data["role"]
     doctor_fields = _doctor_fields(role, dict.fromkeys(DOCTOR_ONLY_FIELDS), data)
-    _check_references(data.get("department_id"), doctor_fields["specialization_id"])
     username = data["username"]
-    if db.session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise Conflict(f"The username {username!r} is taken.")
-    user = User(
-        username=username,
-        password_hash=hash_password(data["password"]),
-        name=data["name"],
-        role=role,
-        department_id=data.get("department_id"),
-        **doctor_fields,
-    )
-    db.session.add(user)
-    _commit(f"The username {username!r} is taken.")
-    _account_changed(user.id)
+    taken = f"The username {username!r} is taken."
+    password_hash = hash_password(data["password"])  # slow: before the transaction begins
+    with unit_of_work(conflict=taken) as uow:
+        _check_references(data.get("department_id"), doctor_fields["specialization_id"])
+        if db.session.scalar(select(User.id).where(User.username == username)) is not None:
+            raise Conflict(taken)
+        user = User(
+            username=username,
+            password_hash=password_hash,
+            name=data["name"],
+            role=role,
+            department_id=data.get("department_id"),
+            **doctor_fields,
+        )
+        db.session.add(user)
+        db.session.flush()  # the id, for the after-commit step
+        _account_changed(uow, user.id)
     return user
 
 
@@ -109,25 +111,14 @@ def update_staff(staff_id: int, changes: dict[str, Any], actor: Identity) -> Use
     # Hash before taking any lock: a slow hash must not hold the row.
     password_hash = hash_password(changes["password"]) if "password" in changes else None
     with unit_of_work(conflict="This change conflicts with another account.") as uow:
+        # Registered first: the queues' announcement after the commit reads the new profile.
+        _account_changed(uow, staff_id)
         # A doctor's name is in the snapshots of their queues: replace them (screens update).
+        # Before locking the account: a booking locks its queue first and the account (its
+        # foreign key) after, so this order cannot deadlock with it.
         if "name" in changes:
             touch_queues_of_doctor(staff_id)
-
-        # Lock the account and the caller's own in one statement, in id order (no deadlock):
-        # two admins disabling each other at once cannot leave the clinic without an admin.
-        rows = {
-            row.id: row
-            for row in db.session.scalars(
-                select(User).where(User.id.in_({staff_id, actor.id})).order_by(User.id).with_for_update()
-            )
-        }
-        user = rows.get(staff_id)
-        if user is None:
-            raise NotFound("No staff member with this id.")
-        caller = rows.get(actor.id)
-        if caller is None or not caller.active or caller.role != actor.role:
-            raise Conflict("Your own account changed while this request ran; sign in again.")
-
+        user = _lock_accounts(staff_id, actor)
         role = changes.get("role", user.role)
         current = {name: getattr(user, name) for name in DOCTOR_ONLY_FIELDS}
         doctor_fields = _doctor_fields(role, current, changes)
@@ -135,7 +126,6 @@ def update_staff(staff_id: int, changes: dict[str, Any], actor: Identity) -> Use
             changes.get("department_id"),
             doctor_fields["specialization_id"] if "specialization_id" in changes else None,
         )
-
         for name in _UPDATABLE:
             if name in changes:
                 setattr(user, name, changes[name])
@@ -145,7 +135,25 @@ def update_staff(staff_id: int, changes: dict[str, Any], actor: Identity) -> Use
             user.password_hash = password_hash
         if password_hash is not None or changes.get("active") is False:
             user.token_epoch = user.token_epoch + 1
-        uow.after_commit(lambda _: _account_changed(staff_id))
+    return user
+
+
+def _lock_accounts(staff_id: int, actor: Identity) -> User:
+    """Lock the account and the caller's own in one statement, in id order (no deadlock):
+    two admins disabling each other at once cannot leave the clinic without an admin.
+    Returns the account; 404 if it is gone, 409 if the caller's own account changed."""
+    rows = {
+        row.id: row
+        for row in db.session.scalars(
+            select(User).where(User.id.in_({staff_id, actor.id})).order_by(User.id).with_for_update()
+        )
+    }
+    user = rows.get(staff_id)
+    if user is None:
+        raise NotFound("No staff member with this id.")
+    caller = rows.get(actor.id)
+    if caller is None or not caller.active or caller.role != actor.role:
+        raise Conflict("Your own account changed while this request ran; sign in again.")
     return user
 
 
@@ -182,18 +190,10 @@ def _check_references(department_id: int | None, specialization_id: int | None) 
         raise ValidationFailed.field("specialization_id", "Unknown specialization.")
 
 
-def _commit(conflict_message: str) -> None:
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict(conflict_message) from None
-
-
-def _account_changed(user_id: int) -> None:
-    """After commit: drop the cached identity and every cached doctor profile and page."""
-    forget_identity(user_id)
-    forget_doctors()
+def _account_changed(uow: UnitOfWork, user_id: int) -> None:
+    """After the commit: drop the cached identity and every cached doctor profile and page."""
+    uow.after_commit(lambda _uow: forget_identity(user_id), key=f"forget-identity:{user_id}")
+    uow.after_commit(lambda _uow: forget_doctors(), key="forget-doctors")
 
 
 # --- the doctor directory (every role but display) ----------------------------------
@@ -201,7 +201,6 @@ def _account_changed(user_id: int) -> None:
 
 def forget_doctors() -> None:
     """Invalidate every cached doctor profile and list page (call after commit)."""
-    g.pop("_doctor_profiles", None)
     bump_generation(DOCTORS_CACHE_NAMESPACE)
 
 
@@ -255,11 +254,6 @@ def get_doctor_fees(doctor_id: int) -> dict | None:
     }
 
 
-def doctor_profile_keys(doctor_id: int) -> tuple[str, str]:
-    """The cache keys `doctor_profile` reads (for `reads_with_identity`)."""
-    return generation_key(DOCTORS_CACHE_NAMESPACE), _profile_key(doctor_id)
-
-
 def _profile_key(doctor_id: int) -> str:
     return f"doctor-profile:{doctor_id}"
 
@@ -267,21 +261,14 @@ def _profile_key(doctor_id: int) -> str:
 def doctor_profile(doctor_id: int) -> dict | None:
     """The cached profile of a doctor (active or not), or None if there is no such doctor.
 
-    One cache round trip (the doctors' generation and the profile stored with the
-    generation it was read under), once per request: a request that needs it twice
-    (POST /next checks the doctor, then builds the snapshot) pays it once."""
-    seen = g.setdefault("_doctor_profiles", {})
-    if doctor_id in seen:
-        return seen[doctor_id]
+    One cache round trip: the doctors' generation and the profile stored with the
+    generation it was read under. A request that needs it twice passes it along."""
 
     def load() -> dict | None:
         user = db.session.scalar(_doctor_select().where(User.id == doctor_id))
         return _profile(user) if user is not None else None
 
-    seen[doctor_id] = profile = cached_in_generation(
-        DOCTORS_CACHE_NAMESPACE, _profile_key(doctor_id), _cache_seconds(), load
-    )
-    return profile
+    return cached_in_generation(DOCTORS_CACHE_NAMESPACE, _profile_key(doctor_id), _cache_seconds(), load)
 
 
 def _doctor_select():
@@ -330,4 +317,4 @@ def _money(amount: Decimal | None) -> str:
 
 
 def _cache_seconds() -> int:
-    return current_app.config["DOCTOR_CACHE_SECONDS"]
+    return setting("DOCTOR_CACHE_SECONDS")

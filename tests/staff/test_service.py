@@ -123,22 +123,36 @@ def test_update_staff_rejects_a_caller_disabled_meanwhile(app, make_user):
         assert db.session.get(User, first.id).active is True
 
 
-def test_one_context_reads_a_profile_once_and_forgets_it_on_a_write(app, make_user):
-    """POST /next needs the doctor twice: the second read costs no cache round trip,
-    and a staff write in the same context is seen by the next read."""
-    from unittest import mock
-
-    from hms.staff import service
+def test_a_write_is_seen_by_the_next_read_in_the_same_context(app, make_user):
+    """No per-request memo can hide a staff write from a later read of the same request
+    (a request that needs the profile twice passes it along instead)."""
     from hms.staff.service import get_doctor_fees, update_staff
 
     admin = make_user("admin")
     doc = make_user("doctor", consultation_fee="100.00")
     with app.app_context():
-        with mock.patch.object(
-            service, "cached_in_generation", wraps=service.cached_in_generation
-        ) as lookups:
-            assert get_doctor_fees(doc.id)["consultation_fee"] == "100.00"
-            assert get_doctor_fees(doc.id)["consultation_fee"] == "100.00"
-            assert lookups.call_count == 1
+        assert get_doctor_fees(doc.id)["consultation_fee"] == "100.00"
         update_staff(doc.id, {"consultation_fee": 300}, admin_identity(admin))
         assert get_doctor_fees(doc.id)["consultation_fee"] == "300.00"
+
+
+def test_a_renamed_doctors_queues_are_announced_with_the_new_profile(app, make_user, monkeypatch):
+    """The queue change runs after the commit and after the doctors' cache is refreshed:
+    a stream event built then shows the new name, never the cached old one."""
+    from hms.core.time import clinic_today
+    from hms.core.uow import unit_of_work
+    from hms.queue import changes
+    from hms.queue.line import lock_queue
+    from hms.staff.service import get_doctor_fees, update_staff
+
+    admin = make_user("admin")
+    doc = make_user("doctor", name="Dr Old")
+    announced = []
+    monkeypatch.setattr(changes, "publish", lambda change: announced.append(get_doctor_fees(doc.id)["name"]))
+    with app.app_context():
+        with unit_of_work():
+            lock_queue(doc.id, clinic_today())  # the doctor has a queue today
+        assert get_doctor_fees(doc.id)["name"] == "Dr Old"  # cached
+        announced.clear()
+        update_staff(doc.id, {"name": "Dr New"}, admin_identity(admin))
+    assert announced == ["Dr New"]
