@@ -10,6 +10,7 @@ and plain threads alike never see a half-evicted map.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from cachetools import LRUCache
@@ -40,6 +41,14 @@ class BoundedCache(Generic[K, V]):
     def set(self, key: K, value: V) -> None:
         with self._lock:
             self._entries[key] = value
+
+    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
+        """The entry of `key`, made by `make()` and kept if there is none (atomically)."""
+        with self._lock:
+            value = self._entries.get(key)
+            if value is None:
+                value = self._entries[key] = make()
+            return value
 
     def pop(self, key: K, default: V | None = None) -> V | None:
         with self._lock:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import NamedTuple
 
+from hms.core.lru import BoundedCache
+
 
 def sse_event(event_id: int, name: str, data: bytes) -> bytes:
     """`id: <event_id>`, `event: <name>`, `data: <data>` (one line: no newline in it). A
@@ -34,6 +36,17 @@ class Encoded(NamedTuple):
     event: bytes
 
 
+class _Slot:
+    """One key's build lock and its latest event: (started, encoded), where started is
+    the monotonic time its build began (0.0 for one offered or shared)."""
+
+    __slots__ = ("lock", "latest")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latest: tuple[float, Encoded] | None = None
+
+
 class SnapshotMemo:
     """One build per change per worker process, keyed by (topic, day, variant).
 
@@ -44,30 +57,25 @@ class SnapshotMemo:
     least the one they were told about, or when it was started after the resync they
     were asked for. Only the version, the day and the encoded bytes are kept."""
 
-    MAX_KEYS = 2000
+    MAX_KEYS = 2000  # (topic, day, variant) kept per worker; the least recently used go first
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key_locks: dict[tuple, threading.Lock] = {}
-        # key -> (started: monotonic time the build began, 0.0 for an offered one; encoded)
-        self._latest: dict[tuple, tuple[float, Encoded]] = {}
+        # key -> its slot: a lock (one build at a time per key) and the latest event.
+        self._slots: BoundedCache[tuple, _Slot] = BoundedCache(self.MAX_KEYS)
 
-    def _key_lock(self, key: tuple) -> threading.Lock:
-        with self._lock:
-            if len(self._key_locks) > self.MAX_KEYS:
-                self._key_locks.clear()
-                self._latest.clear()
-            return self._key_locks.setdefault(key, threading.Lock())
+    def _slot(self, key: tuple) -> _Slot:
+        return self._slots.get_or_make(key, _Slot)
 
     def offer(self, key: tuple, encoded: Encoded) -> bool:
         """Keep a snapshot built elsewhere (the publisher's) if it is newer than ours.
 
         Its build time is unknown here, so it never satisfies a resync (`since`)."""
-        with self._key_lock(key):
-            entry = self._latest.get(key)
+        slot = self._slot(key)
+        with slot.lock:
+            entry = slot.latest
             if entry is not None and (entry[1].version >= encoded.version and entry[1].date == encoded.date):
                 return False
-            self._latest[key] = (0.0, encoded)
+            slot.latest = (0.0, encoded)
             return True
 
     def share(self, key: tuple, encoded: Encoded) -> Encoded:
@@ -78,14 +86,15 @@ class SnapshotMemo:
         Sharing matters for memory, not only for speed: the server's write loop keeps
         the last chunk it wrote referenced while the stream waits, so a first event
         encoded per stream would stay alive in every idle stream until its next write."""
-        with self._key_lock(key):
-            entry = self._latest.get(key)
+        slot = self._slot(key)
+        with slot.lock:
+            entry = slot.latest
             if entry is not None and entry[1].version == encoded.version and entry[1].date == encoded.date:
                 return entry[1]
             if entry is None or entry[1].date != encoded.date or entry[1].version < encoded.version:
                 # Read at some moment before now: like an offered one, it never satisfies
                 # a resync (`since`).
-                self._latest[key] = (0.0, encoded)
+                slot.latest = (0.0, encoded)
             return encoded
 
     def get(
@@ -95,8 +104,9 @@ class SnapshotMemo:
         min_version: int | None = None,
         since: float | None = None,
     ) -> Encoded:
-        with self._key_lock(key):
-            entry = self._latest.get(key)
+        slot = self._slot(key)
+        with slot.lock:
+            entry = slot.latest
             if entry is not None:
                 started, encoded = entry
                 if min_version is not None and encoded.version >= min_version:
@@ -105,5 +115,5 @@ class SnapshotMemo:
                     return encoded
             started = time.monotonic()
             encoded = load()
-            self._latest[key] = (started, encoded)
+            slot.latest = (started, encoded)
             return encoded
