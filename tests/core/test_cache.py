@@ -53,8 +53,8 @@ def _count_reads(monkeypatch):
     return reads
 
 
-def test_keys_fetched_along_ride_with_the_next_read_and_are_served_once(app, monkeypatch):
-    from hms.core.cache import cache_get, cache_get_many, fetch_along
+def test_prefetched_keys_ride_with_the_next_read_and_are_served_once(app, monkeypatch):
+    from hms.core.cache import cache_get, cache_get_many, prefetch
 
     with app.app_context():
         cache_set("a", 1, 60)
@@ -62,7 +62,7 @@ def test_keys_fetched_along_ride_with_the_next_read_and_are_served_once(app, mon
         cache_set("c", 3, 60)
     reads = _count_reads(monkeypatch)
     with app.test_request_context():
-        fetch_along("b", "c")
+        prefetch("b", "c")
         assert cache_get("a") == 1
         assert reads == [("a", "b", "c")]
         assert cache_get_many("b", "c") == [2, 3]
@@ -71,15 +71,15 @@ def test_keys_fetched_along_ride_with_the_next_read_and_are_served_once(app, mon
         assert len(reads) == 2
 
 
-def test_a_write_drops_what_was_read_along(app, monkeypatch):
-    from hms.core.cache import cache_get, fetch_along
+def test_a_write_drops_what_was_prefetched(app, monkeypatch):
+    from hms.core.cache import cache_get, prefetch
 
     with app.app_context():
         cache_set("a", 1, 60)
         cache_set("b", "old", 60)
     reads = _count_reads(monkeypatch)
     with app.test_request_context():
-        fetch_along("b")
+        prefetch("b")
         cache_get("a")
         cache_set("b", "new", 60)
         assert cache_get("b") == "new"

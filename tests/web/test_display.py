@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.realtime.helpers import booking, make_patient
+from tests.queue.stream_helpers import booking, make_patient
 
 
 def sign_in(client, make_user, role: str = "display") -> None:

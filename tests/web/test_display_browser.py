@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import free_port, run_server, token_for
-from tests.realtime.helpers import booking, make_patient
+from tests.queue.stream_helpers import booking, make_patient
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

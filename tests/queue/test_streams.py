@@ -24,7 +24,7 @@ import redis
 import requests
 
 from tests.conftest import requires_postgres, run_server, token_for
-from tests.realtime.helpers import booking, make_patient, open_stream, read_stream
+from tests.queue.stream_helpers import booking, make_patient, open_stream, read_stream
 
 HEARTBEAT = 1
 

@@ -1,4 +1,4 @@
-"""Helpers of the realtime and web tests: data set-up over the API or the database,
+"""Helpers of the queue stream and web tests: data set-up over the API or the database,
 and a small Server-Sent Events client over `requests` (it sees comments too)."""
 
 from __future__ import annotations

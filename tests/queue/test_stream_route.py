@@ -9,7 +9,7 @@ import pytest
 
 from hms.realtime.broker import QueueBroker
 from hms.realtime.limiter import StreamSlots
-from tests.realtime.helpers import StreamReader, booking, make_patient
+from tests.queue.stream_helpers import StreamReader, booking, make_patient
 
 
 def stream_url(doctor_id) -> str:
