@@ -44,12 +44,35 @@ def test_display_is_always_masked(app, client, reception, make_user, role):
     assert "Asha" not in html and "Ravi" not in html and "RT0" not in html  # no names, no MRNs
     assert re.search(r'<div id="room-token">1</div>\s*<div id="room-initials">A\.K\.</div>', html)
     assert re.search(
-        r'<li data-token="2"><span class="token">2</span>\s*<span class="initials">R\.S\.</span>', html
+        r'<li data-token="2" data-priority="NORMAL"><span class="token">2</span>\s*<span class="initials">R\.S\.</span>',
+        html,
     )
     snapshot = initial_snapshot(html)
     assert [entry["patient"] for entry in snapshot["entries"]] == [{"initials": "A.K."}, {"initials": "R.S."}]
     assert f'"/api/queue/{doctor.id}/stream"' in html and "new EventSource" in html
     assert "Reconnecting" in html
+
+
+def test_display_marks_urgent_tokens_in_words(app, client, reception, make_user):
+    """Triage: an URGENT patient waits ahead of NORMAL ones, and the screen says so in
+    words (not only by colour), in the server-rendered list and in the page's renderer."""
+    doctor = make_user("doctor", name="Meera Rao")
+    for name, priority in (("Asha Kumar", "NORMAL"), ("Ravi Shankar", "URGENT")):
+        res = reception.post(
+            "/api/appointments", json={**booking(make_patient(app, name), doctor.id), "priority": priority}
+        )
+        assert res.status_code == 201
+    sign_in(client, make_user)
+    html = client.get(f"/display/{doctor.id}").get_data(as_text=True)
+    items = re.findall(r'<li data-token="(\d+)" data-priority="(\w+)"( class="urgent")?>(.*?)</li>', html, re.S)
+    assert [(token, priority, bool(urgent)) for token, priority, urgent, _ in items] == [
+        ("2", "URGENT", True),
+        ("1", "NORMAL", False),
+    ]
+    assert '<span class="urgent-flag">Urgent</span>' in items[0][3]
+    assert "urgent-flag" not in items[1][3]
+    assert [e["priority"] for e in initial_snapshot(html)["entries"]] == ["URGENT", "NORMAL"]
+    assert 'entry.priority === "URGENT"' in html  # the live renderer marks them too
 
 
 def test_display_of_an_empty_queue(client, make_user):

@@ -65,10 +65,10 @@ def test_display_page_shows_a_new_booking_and_recovers_from_a_restart(app, datab
     port = port_outside_ephemeral_range()
     env = {"SSE_HEARTBEAT_SECONDS": "1", "SSE_RETRY_MS": "500", "DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "3"}
 
-    def book(base: str, name: str) -> dict:
+    def book(base: str, name: str, priority: str = "NORMAL") -> dict:
         res = requests.post(
             f"{base}/api/appointments",
-            json=booking(make_patient(app, name), doctor.id),
+            json={**booking(make_patient(app, name), doctor.id), "priority": priority},
             headers={"Authorization": f"Bearer {reception}"},
             timeout=10,
         )
@@ -97,7 +97,13 @@ def test_display_page_shows_a_new_booking_and_recovers_from_a_restart(app, datab
 
     with run_server(database_url, workers=1, extra_env=env, port=port) as base:
         page.wait_for_selector('#status[data-state="live"]', timeout=15000)
-        second = book(base, "Ravi Shankar")
-        page.wait_for_selector(f'#next li[data-token="{second["token"]}"]', timeout=2000)
+        second = book(base, "Ravi Shankar", priority="URGENT")
+        urgent = page.wait_for_selector(f'#next li.urgent[data-token="{second["token"]}"]', timeout=2000)
+        assert urgent.query_selector(".token").inner_text() == str(second["token"])
+        assert urgent.query_selector(".urgent-flag").text_content() == "Urgent"  # in words, not only colour
+        tokens = page.eval_on_selector_all("#next li", "items => items.map(i => i.dataset.token)")
+        assert tokens == [str(second["token"]), str(first["token"])]  # the urgent one first
         assert page.inner_text("#waiting-count").startswith("2 waiting")
+        Path("tests/screenshots").mkdir(parents=True, exist_ok=True)
+        page.screenshot(path="tests/screenshots/display-urgent.png")
     page.close()
