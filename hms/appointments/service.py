@@ -24,7 +24,7 @@ from hms.core.uow import unit_of_work
 from hms.errors import Conflict, Forbidden, ValidationFailed
 from hms.extensions import db
 from hms.patients.models import Patient
-from hms.queue.changes import QueueChanged, record_change, snapshot_for_streams, streams_watch
+from hms.queue.changes import record_change, streams_watch
 from hms.queue.events import record_event, record_events
 from hms.queue.line import APPOINTMENT_COLUMNS, join_line, lock_queue, lock_queue_of, move, read_appointment
 from hms.reference.models import Category
@@ -96,9 +96,7 @@ def book_appointment(data: dict, identity: Identity) -> dict:
                 LineItem("Hospital fee", 1, _fee(doctor["hospital_fee"]), hospital_category),
             ],
         )
-        record_change(
-            QueueChanged(doctor_id, queue_date, version, snapshot_for_streams(doctor_id, queue_date, watched))
-        )
+        record_change(doctor_id, queue_date, version, watched=watched)
     booked = {
         **values,
         "id": appointment_id,
@@ -127,7 +125,5 @@ def change_status(appointment_id: int, status: str, reason: str | None, identity
         events: list[dict] = []
         move(appointment, status, identity.id, reason, events)
         record_events(events)
-        record_change(
-            QueueChanged(doctor_id, queue_date, version, snapshot_for_streams(doctor_id, queue_date, watched))
-        )
+        record_change(doctor_id, queue_date, version, watched=watched)
     return appointment.as_dict()

@@ -1,16 +1,14 @@
-"""A change to a queue, and what happens after its commit.
+"""A change to a queue, and what happens around its commit.
 
-Every change of a queue (booking, status move, call-in, a rename shown in it) records a
-`QueueChanged` in its unit of work. After the COMMIT, and only then, the unit of work
-publishes them: the queue's cache tag is replaced (so no snapshot cached before the
-change is read again), the change's own snapshot, if it read one, is cached under the
-new tag, and the broker tells every stream of the doctor (carrying the encoded events,
-when the change read its snapshot for watching streams).
-
-A change reads its snapshot inside its transaction, under the queue lock, when a stream
-of the doctor is open somewhere and the date is today (`snapshot_for_streams`): then it
-is exactly the committed state, costs no second transaction, and no worker builds it
-again.
+Every change of a queue (booking, status move, call-in, a rename shown in it) records
+itself in its unit of work (`record_change`, under the queue lock). Just before the
+COMMIT, when a stream of the doctor is open somewhere and the date is today, the unit of
+work reads the queue's snapshot (its before-commit step, after every other write): then
+it is exactly the committed state, costs no second transaction, and no worker builds it
+again. After the COMMIT, and only then, each `QueueChanged` is published: the queue's
+cache tag is replaced (no snapshot cached before the change is read again), the change's
+snapshot, if read, is cached under the new tag, and the broker tells every stream of the
+doctor, carrying the encoded events when there is a snapshot.
 """
 
 from __future__ import annotations
@@ -34,6 +32,7 @@ from hms.realtime.memo import sse_event
 
 log = logging.getLogger(__name__)
 EVENT_NAME = "queue"
+_PENDING = "queue.pending_changes"
 _CHANGES = "queue.changes"
 
 
@@ -48,10 +47,24 @@ class QueueChanged:
     snapshot: Snapshot | None = None
 
 
-def record_change(change: QueueChanged) -> None:
-    """Inside the change's unit of work: publish it after the commit."""
+def record_change(
+    doctor_id: int,
+    queue_date: date,
+    version: int,
+    *,
+    snapshot: Snapshot | None = None,
+    watched: bool | None = None,
+) -> None:
+    """Inside the change's unit of work, under the queue lock: publish the change after
+    the commit.
+
+    If streams watch the queue (`watched`, or asked at the commit when not given), the
+    snapshot is read as the unit of work's before-commit step, after every other write
+    of the transaction: exactly the committed state. `snapshot`: one the caller already
+    read at the end of its change (it is not read again)."""
     uow = current_unit_of_work()
-    uow.collect(_CHANGES, change)
+    uow.collect(_PENDING, (doctor_id, queue_date, version, snapshot, watched))
+    uow.before_commit(_read_snapshots, key=_PENDING)
     uow.after_commit(_publish_all, key=_CHANGES)
 
 
@@ -70,13 +83,18 @@ def streams_watch(doctor_id: int, queue_date: date) -> bool:
         return False
 
 
-def snapshot_for_streams(doctor_id: int, queue_date: date, watched: bool) -> Snapshot | None:
-    """Just before COMMIT, under the queue lock: the new snapshot if streams want it."""
-    return build_snapshot(doctor_id, queue_date) if watched else None
+def _read_snapshots(uow: UnitOfWork) -> None:
+    """Before COMMIT: the snapshot of each watched queue this unit of work changed."""
+    changes = uow.state.setdefault(_CHANGES, [])
+    db.session.flush()  # ORM changes of this unit of work (a rename) before the Core read
+    for doctor_id, queue_date, version, snapshot, watched in uow.state.pop(_PENDING, ()):
+        if snapshot is None and (streams_watch(doctor_id, queue_date) if watched is None else watched):
+            snapshot = build_snapshot(doctor_id, queue_date)
+        changes.append(QueueChanged(doctor_id, queue_date, version, snapshot))
 
 
 def _publish_all(uow: UnitOfWork) -> None:
-    for change in uow.state[_CHANGES]:
+    for change in uow.state.get(_CHANGES, ()):
         publish(change)
 
 
@@ -126,19 +144,22 @@ _TOUCH_QUEUES_OF_DOCTOR = (
 )
 
 
-def touch_queues_of_patient(patient_id: int) -> None:
+def touch_queues_of_patient(patient_id: int) -> list[tuple[int, date, int]]:
     """Inside the unit of work that changes what a snapshot shows of a patient (the
     name): bump the version of every queue, today on, the patient waits or sits in, so
     cached snapshots and the streams' last events are replaced after the commit. Locks
-    those queues in (doctor, date) order, as every other change locks them one at a time."""
+    those queues in (doctor, date) order, as every other change locks them one at a time.
+    Returns the (doctor_id, date, new version) of each."""
     rows = db.session.connection().execute(
         _QUEUES_OF_PATIENT, {"patient_id": patient_id, "from_date": clinic_today()}
     )
-    for doctor_id, day in rows.all():
-        record_change(QueueChanged(doctor_id, day, lock_queue(doctor_id, day)[1]))
+    touched = [(doctor_id, day, lock_queue(doctor_id, day)[1]) for doctor_id, day in rows.all()]
+    for doctor_id, day, version in touched:
+        record_change(doctor_id, day, version)
+    return touched
 
 
-def touch_queues_of_doctor(doctor_id: int) -> None:
+def touch_queues_of_doctor(doctor_id: int) -> list[tuple[int, date, int]]:
     """Like `touch_queues_of_patient`, for a change of what a snapshot shows of the doctor
     (the name): every queue of the doctor, today on. Call it before locking the doctor's
     account row: a booking locks its queue first and the account (its foreign key) after,
@@ -146,5 +167,7 @@ def touch_queues_of_doctor(doctor_id: int) -> None:
     rows = db.session.connection().execute(
         _TOUCH_QUEUES_OF_DOCTOR, {"q_doctor": doctor_id, "from_date": clinic_today()}
     )
-    for row in rows.all():
-        record_change(QueueChanged(row.doctor_id, row.queue_date, row.version))
+    touched = [(row.doctor_id, row.queue_date, row.version) for row in rows.all()]
+    for doctor_id, day, version in touched:
+        record_change(doctor_id, day, version)
+    return touched

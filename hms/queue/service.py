@@ -21,7 +21,7 @@ from hms.core.time import clinic_today, clinic_zone
 from hms.core.uow import unit_of_work
 from hms.errors import Conflict, Forbidden
 from hms.extensions import db
-from hms.queue.changes import EVENT_NAME, QueueChanged, record_change
+from hms.queue.changes import EVENT_NAME, record_change
 from hms.queue.events import record_events
 from hms.queue.line import ROOM_TAKEN, lock_queue, move, queue_head
 from hms.queue.snapshot import FULL, MASKED, Snapshot, build_snapshot, cache_keys, read_snapshot
@@ -71,7 +71,7 @@ def call_next(doctor_id: int, identity: Identity) -> Snapshot:
         record_events(events)  # both events in one INSERT
         # Read under the queue lock, just before the commit: exactly the committed state.
         snapshot = build_snapshot(doctor_id, today)
-        record_change(QueueChanged(doctor_id, today, version, snapshot))
+        record_change(doctor_id, today, version, snapshot=snapshot)
     return snapshot
 
 

@@ -50,12 +50,12 @@ def test_a_change_is_published_after_its_commit_and_never_after_a_rollback(app, 
     try:
         with app.app_context():
             with pytest.raises(RuntimeError), unit_of_work():
-                record_change(QueueChanged(doctor.id, DAY, 5))
+                record_change(doctor.id, DAY, 5)
                 raise RuntimeError("the change fails")
             assert subscription.wait(0.5) is None  # rolled back: nobody is told
             with unit_of_work():
-                record_change(QueueChanged(doctor.id, DAY, 6))
-                record_change(QueueChanged(doctor.id, DAY + timedelta(days=1), 7))
+                record_change(doctor.id, DAY, 6)
+                record_change(doctor.id, DAY + timedelta(days=1), 7)
                 assert subscription.wait(0.3) is None  # not before the commit
         wakeup = subscription.wait(3)
         while wakeup is not None and len(wakeup.changes) < 2:  # Redis may deliver them apart
@@ -176,6 +176,33 @@ def test_a_watched_change_reads_its_snapshot_in_its_own_transaction(app, redis_u
         assert message["snapshot"]["entries"] == [] and message["snapshot"]["waiting_count"] == 0
     finally:
         event.remove(engine, "checkout", count_checkout)
+        with app.app_context():
+            StreamSlots.get(app).release(lease)
+        close()
+
+
+def test_a_watched_rename_carries_the_new_name_in_its_events(app, redis_url, reception, doctor):
+    """A rename bumps the queues the patient is in; while a stream watches, the snapshot is
+    read as the unit of work's before-commit step, after the rename itself: the event
+    shows the new name (and initials), and no worker has to build it."""
+    from hms.realtime.limiter import StreamSlots
+
+    doctor_id = doctor.user.id
+    patient_id = make_patient(app, "Asha Kumar")
+    assert reception.post("/api/appointments", json=booking(patient_id, doctor_id)).status_code == 201
+    next_message, close = _redis_channel_reader(app, redis_url, doctor_id)
+    with app.app_context():
+        lease = StreamSlots.get(app).acquire(doctor_id, 5, 30)
+    try:
+        res = reception.patch(f"/api/patients/{patient_id}", json={"name": "Usha Rani Menon"})
+        assert res.status_code == 200, res.get_json()
+        data = next_message()
+        full = json.loads(data["events"]["full"].partition("data: ")[2])
+        masked = json.loads(data["events"]["masked"].partition("data: ")[2])
+        assert full["version"] == masked["version"] == data["version"]
+        assert [e["patient"]["name"] for e in full["entries"]] == ["Usha Rani Menon"]
+        assert [e["patient"] for e in masked["entries"]] == [{"initials": "U.M."}]
+    finally:
         with app.app_context():
             StreamSlots.get(app).release(lease)
         close()
