@@ -43,6 +43,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.lib import processes, results, services
+from bench.lib.http import get_token
+from bench.lib.seed import seed_clinic
+
 SECTION = "api"
 TITLE = "API latency: booking and the queue snapshot (issue 3)"
 ORDER = 10
@@ -159,17 +163,15 @@ class WaitSampler:
 
 def profile_workers(worker_pids: list[int], seconds: float, name: str) -> dict:
     """py-spy record (raw, non-blocking) of every worker for `seconds`; top frames."""
-    from bench.harness import OUT_DIR
-
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    results.OUT_DIR.mkdir(parents=True, exist_ok=True)
     py_spy = Path(sys.executable).parent / "py-spy"
     if not py_spy.exists():
         return {"error": "py-spy not installed (requirements-bench.txt)"}
-    outputs, processes = [], []
+    outputs, profilers = [], []
     for pid in worker_pids:
-        output = OUT_DIR / f"profile-{name}-{pid}.txt"
+        output = results.OUT_DIR / f"profile-{name}-{pid}.txt"
         outputs.append(output)
-        processes.append(
+        profilers.append(
             subprocess.Popen(
                 [str(py_spy), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
                  "--rate", "200", "--nonblocking", "--format", "raw", "--output", str(output)],
@@ -177,7 +179,7 @@ def profile_workers(worker_pids: list[int], seconds: float, name: str) -> dict:
                 stderr=subprocess.PIPE,
             )
         )  # fmt: skip
-    return {"processes": processes, "outputs": outputs}
+    return {"processes": profilers, "outputs": outputs}
 
 
 def summarize_profile(outputs: list[Path], top: int = 12) -> dict:
@@ -329,34 +331,32 @@ def check_invariants(dsn: str, seeded_today: int, booked: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from bench import harness, loadgen
+    from bench import loadgen
 
-    database = args.database or harness.DEFAULT_DATABASE
-    redis_url = args.redis_url or harness.DEFAULT_REDIS_URL
+    database = args.database or services.DEFAULT_DATABASE
+    redis_url = args.redis_url or services.DEFAULT_REDIS_URL
     scenarios = args.scenarios.split(",")
-    harness.ensure_services()
-    dsn = harness.fresh_database(database)
-    harness.flush_redis(redis_url)
-    drift = harness.build_schema(dsn, redis_url, args.schema)
+    services.ensure_services()
+    dsn = services.fresh_database(database)
+    services.flush_redis(redis_url)
+    drift = services.build_schema(dsn, redis_url, args.schema)
     # One more doctor than the spread uses: the worst case gets a queue of its own.
-    seed = harness.seed_clinic(
-        dsn, doctors=args.doctors + 1, patients=args.patients, queue_length=args.queue_length
-    )
-    env = harness.environment(dsn)
+    seed = seed_clinic(dsn, doctors=args.doctors + 1, patients=args.patients, queue_length=args.queue_length)
+    env = results.environment(dsn)
     seeded_today = (args.doctors + 1) * args.queue_length
     print(f"seeded {args.doctors + 1} doctors, {args.patients} patients; migration drift: {drift or 'none'}")
 
-    results, steps, notes, ok = {}, [], [], True
+    measured_scenarios, steps, notes, ok = {}, [], [], True
     if drift:
         notes.append("The migration lacks what the models declare: " + "; ".join(drift))
     booked = 0
     server_options = {"dsn": dsn, "redis_url": redis_url, "workers": args.workers}
     with (
-        harness.serve("wsgi:app", name="hms", **server_options) as hms,
-        harness.serve("bench.hello_app:app", name="hello", ready_path="/hello", **server_options) as hello,
+        processes.serve("wsgi:app", name="hms", **server_options) as hms,
+        processes.serve("bench.hello_app:app", name="hello", ready_path="/hello", **server_options) as hello,
     ):
         ctx = Context(
-            token=harness.get_token(hms.base, seed.reception),
+            token=get_token(hms.base, seed.reception, seed.password),
             doctors=seed.doctor_ids[: args.doctors],
             hot_doctor=seed.doctor_ids[-1],
             patients=seed.patient_ids,
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                 entry["profile"] = profile_pass(hms, loadgen, factories[key], load, key)
                 if key.startswith("booking"):
                     booked += entry["profile"].pop("booked", 0)
-            results[key] = entry
+            measured_scenarios[key] = entry
             steps += [
                 {"label": f"hello ({key})", **entry["hello"]},
                 {"label": key, **entry["endpoint"]},
@@ -402,9 +402,9 @@ def main(argv: list[str] | None = None) -> int:
         if not invariants["ok"]:
             ok = False
             notes.append("Queue invariants broken: " + "; ".join(invariants["problems"]))
-    plot = harness.plot_percentiles(
+    plot = results.plot_percentiles(
         steps,
-        harness.RESULTS_DIR / "api_latency.png",
+        results.RESULTS_DIR / "api_latency.png",
         f"{args.concurrency} clients (single client: 1; open loop: {args.booking_rate:g}/s), "
         f"{args.workers} gevent workers",
         connect=False,
@@ -422,11 +422,11 @@ def main(argv: list[str] | None = None) -> int:
             "schema": args.schema,
         },
         "migration_drift": drift,
-        "scenarios": results,
+        "scenarios": measured_scenarios,
         "invariants": invariants,
-        "plot": str(plot.relative_to(harness.ROOT)) if plot else None,
+        "plot": str(plot.relative_to(results.ROOT)) if plot else None,
     }
-    path = harness.write_result(
+    path = results.write_result(
         SECTION,
         title=TITLE,
         order=ORDER,

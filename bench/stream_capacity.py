@@ -9,7 +9,7 @@ For each size and each system (HMS first, then the baseline on the same size):
 1. A private redis-server with its default settings (maxclients 10000) on a free port,
    database 9, so the baseline's one-connection-per-stream cannot exhaust the Redis
    other processes on this machine use, and the client counts are this system's alone.
-2. HMS: database `hms_streams` recreated and migrated (bench/harness.py), doctors =
+2. HMS: database `hms_streams` recreated and migrated (bench/lib/), doctors =
    streams / 20 (the per-doctor limit) each with today's queue, a display account;
    gunicorn with 2 gevent workers (gunicorn.conf.py). Baseline: bench/flask_sse_app.py
    (flask-sse's blueprint) under the same gunicorn settings and the same Redis.
@@ -63,6 +63,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench.lib import processes, results, services
+from bench.lib.http import get_token
+from bench.lib.seed import PASSWORD, seed_clinic
+
 SECTION = "stream_capacity"
 # bench/run.py options this script takes (--duration: seconds of each change phase).
 ACCEPTS = ("duration", "workers", "schema")
@@ -111,14 +115,6 @@ def _proc_status_kb(pid: int, field: str) -> int:
     return 0
 
 
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _schedstat(pid: int) -> tuple[float, float]:
     """(seconds on a CPU, seconds runnable but waiting for one): the second tells how much a
     busy machine held the process back."""
@@ -145,17 +141,11 @@ def _open_sockets(pid: int) -> int:
 
 def _workers_snapshot(pids: list[int]) -> dict:
     per_worker = [
-        {"pid": pid, "rss_kb": _proc_status_kb(pid, "VmRSS"), "cpu_s": round(_cpu_seconds(pid), 2),
+        {"pid": pid, "rss_kb": _proc_status_kb(pid, "VmRSS"), "cpu_s": round(processes.cpu_seconds([pid]), 2),
          "runqueue_wait_s": round(_schedstat(pid)[1], 2), "sockets": _open_sockets(pid)}
         for pid in pids
     ]  # fmt: skip
     return {"rss_kb": sum(w["rss_kb"] for w in per_worker), "workers": per_worker}
-
-
-def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 # --- a private Redis ------------------------------------------------------------------------
@@ -170,9 +160,7 @@ class PrivateRedis:
     failure path with few streams during development."""
 
     def __init__(self, out_dir: Path, name: str, db: int, maxclients: int | None = None):
-        from bench import harness
-
-        self.port = harness.free_port()
+        self.port = processes.free_port()
         self.log = out_dir / f"redis-{name}-{self.port}.log"
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -459,8 +447,6 @@ def _wait(predicate, timeout: float, stall: float | None = None, progress=None) 
 
 
 def run_scenario(system: str, streams: int, args, out_dir: Path, message_bytes: int) -> dict:
-    from bench import harness
-
     tag = f"{system}-{streams}"
     doctors_needed = math.ceil(streams / PER_DOCTOR)
     print(f"\n== {system}: {streams} streams over {doctors_needed} doctors ==", flush=True)
@@ -470,19 +456,19 @@ def run_scenario(system: str, streams: int, args, out_dir: Path, message_bytes: 
     notes = []
     try:
         if system == "hms":
-            dsn = harness.fresh_database(args.database)
-            drift = harness.build_schema(dsn, redis_url, args.schema)
+            dsn = services.fresh_database(args.database)
+            drift = services.build_schema(dsn, redis_url, args.schema)
             if drift:
                 notes.append("migration drift: " + "; ".join(drift))
             queue_length = args.queue_length
-            seed = harness.seed_clinic(
+            seed = seed_clinic(
                 dsn, doctors=doctors_needed, patients=2000, queue_length=queue_length, completed_history=20
             )
             _add_display_account(dsn)
             extra = dict(args.server_env_vars)
             if args.heartbeat:
                 extra["SSE_HEARTBEAT_SECONDS"] = str(args.heartbeat)
-            server = harness.start_server(
+            server = processes.start_server(
                 "wsgi:app",
                 dsn=dsn,
                 redis_url=redis_url,
@@ -490,8 +476,8 @@ def run_scenario(system: str, streams: int, args, out_dir: Path, message_bytes: 
                 name=f"stream-{tag}",
                 extra_env=extra,
             )
-            stream_token = harness.get_token(server.base, "bench-display")
-            admin_token = harness.get_token(server.base, seed.admin)
+            stream_token = get_token(server.base, "bench-display", PASSWORD)
+            admin_token = get_token(server.base, seed.admin, seed.password)
             doctor_ids = seed.doctor_ids[:doctors_needed]
             headers = {"Authorization": f"Bearer {stream_token}"}
             paths = {d: f"/api/queue/{d}/stream" for d in doctor_ids}
@@ -499,9 +485,9 @@ def run_scenario(system: str, streams: int, args, out_dir: Path, message_bytes: 
         else:
             dsn = extra = None
             queue_length = None
-            server = harness.start_server(
+            server = processes.start_server(
                 "bench.flask_sse_app:app",
-                dsn=harness.dsn_for(args.database),
+                dsn=services.dsn_for(args.database),
                 redis_url=redis_url,
                 workers=args.workers,
                 name=f"stream-{tag}",
@@ -511,7 +497,7 @@ def run_scenario(system: str, streams: int, args, out_dir: Path, message_bytes: 
             paths = {d: f"/stream?channel=doctor-{d}" for d in doctor_ids}
             heartbeat = None
         for _ in range(20):  # warm both workers' code paths a little
-            harness.http_get(server.base + "/readyz")
+            processes.http_get(server.base + "/readyz")
         time.sleep(1.0)
         pids = server.worker_pids()
         before = {"workers": _workers_snapshot(pids), "redis": redis_server.stats()}
@@ -590,7 +576,7 @@ def run_scenario(system: str, streams: int, args, out_dir: Path, message_bytes: 
                 driver_spec["token"] = admin_token
                 driver_spec["app_env"] = {
                     key: value
-                    for key, value in harness.app_env(dsn, redis_url, **extra).items()
+                    for key, value in services.app_env(dsn, redis_url, **extra).items()
                     if key in ("HMS_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CLINIC_TIMEZONE")
                     or key.startswith("SSE_")
                 }
@@ -682,8 +668,6 @@ def _add_display_account(dsn: str) -> None:
     import psycopg
     from werkzeug.security import generate_password_hash
 
-    from bench import harness
-
     with psycopg.connect(dsn) as conn:
         conn.execute(
             """
@@ -691,7 +675,7 @@ def _add_display_account(dsn: str) -> None:
                                created_at, updated_at)
             VALUES ('bench-display', %s, 'Bench Display', 'display', true, true, 0, now(), now())
             """,
-            (generate_password_hash(harness.PASSWORD, method="scrypt"),),
+            (generate_password_hash(PASSWORD, method="scrypt"),),
         )
 
 
@@ -804,14 +788,12 @@ def parse_args(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench import harness
-
     args = parse_args(argv)
-    _raise_fd_limit()
-    harness.ensure_services()
-    out_dir = harness.OUT_DIR / "stream_capacity"
+    processes.raise_open_files_limit()
+    services.ensure_services()
+    out_dir = results.OUT_DIR / "stream_capacity"
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = harness.environment(harness.dsn_for("postgres"))
+    env = results.environment(services.dsn_for("postgres"))
     from importlib import metadata
 
     env["packages"]["Flask-SSE"] = metadata.version("Flask-SSE")
@@ -857,14 +839,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     ok = all("error" not in s for s in scenarios)
     if args.quick or args.result_file:
-        path = Path(args.result_file) if args.result_file else harness.OUT_DIR / "stream_capacity-quick.json"
+        path = Path(args.result_file) if args.result_file else results.OUT_DIR / "stream_capacity-quick.json"
         env["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
         path.write_text(json.dumps({"section": SECTION, "title": TITLE, "order": ORDER,
-                                    "renderer": "bench.stream_capacity:render", "command": harness.command_line(),
+                                    "renderer": "bench.stream_capacity:render", "command": results.command_line(),
                                     "ok": ok, "notes": notes, "environment": env, "data": data},
                                    indent=1, default=str) + "\n")  # fmt: skip
     else:
-        path = harness.write_result(
+        path = results.write_result(
             SECTION, title=TITLE, order=ORDER, renderer="bench.stream_capacity:render", data=data, env=env, ok=ok,
             notes=notes,
         )  # fmt: skip
