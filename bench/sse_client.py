@@ -42,6 +42,7 @@ monkey.patch_all()
 import contextlib  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -225,48 +226,43 @@ class Reader:
 
 
 class DirectChanges:
-    """hms-direct: a queue change without the HTTP write path, through the app's own code.
+    """hms-direct: a queue change without the HTTP write path, through the app's public seam.
 
-    In an app context of HMS (same database and Redis as the server): one transaction
-    that bumps the doctor's queue version, COMMIT, then what every service does after a
-    committed queue change: `invalidate_queue` and `notify_queue_changed`. As after any
-    change, `notify_queue_changed` builds the snapshot's events once in the publishing
-    process (here: this driver, so its CPU time includes that build) and sends them with
-    the message; the workers' streams write them. This isolates the fan-out (snapshot
-    build in the publisher, pub/sub, writes to the streams) from the cost of an API
-    write."""
+    In an app context of HMS (same database and Redis as the server): one unit of work
+    (`hms.core.uow.unit_of_work`) that calls `hms.queue.touch_queues_of_doctor`, the
+    function other packages call when what a snapshot shows of a doctor changes: it
+    bumps the version of the doctor's queues and, after the COMMIT, does what every
+    committed queue change does (the cache tag replaced, the broker told). The version
+    is read back in the same transaction, under the lock the bump took. This isolates
+    the fan-out (pub/sub, each worker's snapshot for its streams, the writes to the
+    streams) from the cost of an API write."""
+
+    VERSION = (
+        "SELECT max(version) FROM queue_days WHERE doctor_id = :doctor "
+        "AND queue_date >= (now() AT TIME ZONE :zone)::date"
+    )
 
     def __init__(self, env: dict):
-        import os
-
+        # Only this mode needs the app (the readers never import it), in the server's settings.
         os.environ.update(env)
-        from hms import create_app
-
-        self.app = create_app()
-
-    def change(self, doctor: int) -> int:
         from sqlalchemy import text
 
-        from hms.appointments.queue import invalidate_queue
-        from hms.core.time import clinic_today
-        from hms.extensions import db
-        from hms.realtime.broker import notify_queue_changed
+        from hms import create_app
+        from hms.core.uow import unit_of_work
+        from hms.queue import touch_queues_of_doctor
 
-        with self.app.app_context():
-            today = clinic_today()
-            try:
-                version = db.session.execute(
-                    text(
-                        "UPDATE queue_days SET version = version + 1 WHERE doctor_id = :doctor "
-                        "AND queue_date = :day RETURNING version"
-                    ),
-                    {"doctor": doctor, "day": today},
-                ).scalar_one()
-                db.session.commit()
-            finally:
-                db.session.remove()
-            invalidate_queue(doctor, today)
-            notify_queue_changed(doctor, today, version)
+        self.app = create_app()
+        self.session = self.app.extensions["sqlalchemy"].session
+        self.read_version = text(self.VERSION)
+        self.zone = self.app.config.get("CLINIC_TIMEZONE", "UTC")
+        self.unit_of_work, self.touch_queues_of_doctor = unit_of_work, touch_queues_of_doctor
+
+    def change(self, doctor: int) -> int:
+        with self.app.app_context(), self.unit_of_work():
+            self.touch_queues_of_doctor(doctor)
+            version = self.session.execute(self.read_version, {"doctor": doctor, "zone": self.zone}).scalar()
+        if version is None:
+            raise RuntimeError(f"doctor {doctor} has no queue today")
         return version
 
 
