@@ -83,7 +83,7 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _package_version(name: str) -> str:
+def package_version(name: str) -> str:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
@@ -113,7 +113,7 @@ def environment(dsn: str | None = None) -> dict:
         "python": platform.python_version(),
         "postgresql": postgres,
         "redis": match.group(1) if match else redis_version,
-        "packages": {name: _package_version(name) for name in PACKAGES},
+        "packages": {name: package_version(name) for name in PACKAGES},
         "git": f"{git}{' (with uncommitted changes)' if dirty else ''}",
         "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         "postgres_connections_at_start": f"{connections[0]} of {connections[1]}" if connections else None,
