@@ -7,10 +7,15 @@ snapshot's `in_consultation`) and completes the visit, and a cashier takes the p
 of the bill with an Idempotency-Key. Meanwhile W waiting-room displays (the `display`
 role, W/D per doctor) hold `GET /api/queue/<id>/stream` open. Everything runs in one
 process on gevent: C reception clients, C/2 cashier clients (--cashiers) and one client
-per doctor, each on its own keep-alive connection. Every request is a step of
-bench/lib/clinic_day.py, the scenario the Locust load test drives too. Reception keeps at most --max-waiting
+per doctor, each on its own keep-alive connection. Reception keeps at most --max-waiting
 patients in each doctor's queue, the way arrivals spread over a day, so queues (and the
 snapshots every display receives) stay the size they have in a clinic.
+
+Every request is a step of bench/lib/clinic_day.py, the scenario the Locust load test
+drives too. This module runs the day; bench/replay_clinic.py sets the clinic up,
+bench/replay_streams.py holds the displays and matches their deliveries,
+bench/replay_checks.py reads the final state back and bench/replay_report.py renders
+the tables.
 
 Measured: wall time of the day, requests per second, p50/p95/p99 per step (register,
 book, next, prescribe, complete, pay), errors, and the stream delivery latency.
@@ -66,7 +71,6 @@ import platform  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-import uuid  # noqa: E402
 from array import array  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
@@ -74,11 +78,12 @@ from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
-from urllib.parse import urlencode  # noqa: E402
 
 from bench.lib import clinic_day, processes, results, services  # noqa: E402
-from bench.lib.http import Answer, Http, SignInFailed, host_and_port, sign_in  # noqa: E402
+from bench.lib.http import Answer, Http, host_and_port  # noqa: E402
 from bench.lib.seed import seed_clinic  # noqa: E402
+from bench.replay_checks import verify  # noqa: E402
+from bench.replay_clinic import Booking, Clinic, Doctor, SetupError, prepare_clinic  # noqa: E402
 from bench.replay_report import STEPS, render_markdown, summarize, title_of  # noqa: E402
 from bench.replay_streams import (  # noqa: E402
     CHANGE_KINDS,
@@ -99,10 +104,6 @@ ACCEPTS = ("concurrency", "workers", "schema")
 FINAL_WAIT_SECONDS = 15.0  # how long every display may take to show the final state
 MAX_ERROR_SAMPLES = 40
 SAMPLES_PER_KIND = 5  # so that every kind of error shows up among the samples
-
-
-class SetupError(Exception):
-    """The run could not start (sign-in, accounts, reference data, the URL)."""
 
 
 # --- what the run records ----------------------------------------------------------------------
@@ -144,174 +145,6 @@ class ReplayClient:
 
     def close(self) -> None:
         self.http.close()
-
-
-# --- the clinic set up for the run -------------------------------------------------------------
-
-
-@dataclass
-class Doctor:
-    index: int
-    id: int
-    token: str
-    amount: str  # consultation fee + hospital fee: what each bill comes to
-    expected: int  # patients assigned to this doctor
-    inbox: object = None  # gevent Queue: one item per booked patient, None at the end of the day
-    slots: object = None  # BoundedSemaphore(max_waiting): reception waits when the queue is full
-    calls: list[tuple[int, int]] = field(default_factory=list)  # (version, appointment id)
-    booked: int = 0
-
-
-@dataclass(slots=True)
-class Booking:
-    patient_id: int
-    mrn: str
-    appointment_id: int
-    doctor_id: int
-    token: int
-    bill_id: int
-    amount: str
-    appointment_date: str
-    paid: bool = False
-
-
-@dataclass
-class Clinic:
-    host: str
-    port: int
-    admin: Http
-    doctors: list[Doctor]
-    reception_tokens: list[str]
-    cashier_tokens: list[str]
-    display_token: str
-    medicine_id: int
-    instruction_id: int | None
-    tag: str
-
-    def http(self, token: str) -> Http:
-        return Http(self.host, self.port, token)
-
-
-def login(host: str, port: int, username: str, password: str) -> tuple[str, dict]:
-    try:
-        return sign_in(f"http://{host}:{port}", username, password)
-    except SignInFailed as exc:
-        raise SetupError(str(exc)) from None
-
-
-def _fee(index: int) -> tuple[str, str]:
-    consultation, hospital = 300 + 50 * (index % 5), 50 + 25 * (index % 3)
-    return f"{consultation}.00", f"{hospital}.00"
-
-
-def _ensure_categories(admin: Http) -> None:
-    """The two fee categories the booking files its bill items under: found, or created."""
-    for name in ("Consultation", "Hospital fee"):
-        found = admin.request("GET", "/api/categories?" + urlencode({"q": name, "limit": 100}))
-        if found.status != 200:
-            raise SetupError(f"GET /api/categories failed: {found.brief()}")
-        if not any(row["name"] == name for row in found.data["data"]):
-            created = admin.request("POST", "/api/categories", {"name": name})
-            if created.status not in (201, 409):
-                raise SetupError(f"creating category {name!r} failed: {created.brief()}")
-
-
-def _ensure_reference(admin: Http) -> tuple[int, int | None]:
-    """The two fee categories, a medicine and an instruction: found, or created."""
-    _ensure_categories(admin)
-    medicines = admin.request("GET", "/api/medicines?limit=1")
-    if medicines.status != 200:
-        raise SetupError(f"GET /api/medicines failed: {medicines.brief()}")
-    if medicines.data["data"]:
-        medicine_id = medicines.data["data"][0]["id"]
-    else:
-        body = {"name": "Paracetamol", "generic_name": "Paracetamol", "form": "tablet", "strength": "500 mg"}
-        created = admin.request("POST", "/api/medicines", {**body, "unit_price": "2.00"})
-        if created.status != 201:
-            raise SetupError(f"creating a medicine failed: {created.brief()}")
-        medicine_id = created.data["id"]
-    instructions = admin.request("GET", "/api/medicine-instructions?limit=1")
-    instruction_id = None
-    if instructions.status == 200 and instructions.data["data"]:
-        instruction_id = instructions.data["data"][0]["id"]
-    else:
-        created = admin.request("POST", "/api/medicine-instructions", {"text": "After food"})
-        if created.status == 201:
-            instruction_id = created.data["id"]
-    return medicine_id, instruction_id
-
-
-def prepare_clinic(
-    host: str, port: int, admin_user: str, admin_password: str, doctors: int, desks: int, patients: int
-) -> Clinic:
-    """Sign in as admin; create this run's doctors, desk accounts and display; sign them in."""
-    import gevent.pool
-
-    admin_token, admin_account = login(host, port, admin_user, admin_password)
-    if admin_account["role"] != "admin":
-        raise SetupError(f"{admin_user!r} is a {admin_account['role']} account, not an admin one")
-    admin = Http(host, port, admin_token)
-    medicine_id, instruction_id = _ensure_reference(admin)
-    tag = f"r{int(time.time()):x}{random.randrange(16**3):03x}"
-    password = uuid.uuid4().hex
-
-    def create(username: str, role: str, name: str, **extra) -> int:
-        client = Http(host, port, admin_token)
-        body = {"username": username, "password": password, "name": name, "role": role, **extra}
-        answer = client.request("POST", "/api/staff", body)
-        client.close()
-        if answer.status != 201:
-            raise SetupError(f"creating {role} {username!r} failed: {answer.brief()}")
-        return answer.data["id"]
-
-    def make_doctor(index: int) -> Doctor:
-        consultation, hospital = _fee(index)
-        username = f"{tag}-doctor{index + 1}"
-        create(
-            username,
-            "doctor",
-            f"Dr. Replay {index + 1}",
-            consultation_fee=consultation,
-            hospital_fee=hospital,
-        )
-        token, user = login(host, port, username, password)
-        amount = f"{int(consultation[:-3]) + int(hospital[:-3])}.00"
-        expected = patients // doctors + (1 if index < patients % doctors else 0)
-        return Doctor(index=index, id=user["id"], token=token, amount=amount, expected=expected)
-
-    def make_desk(role: str, number: int) -> str:
-        username = f"{tag}-{role}{number}"
-        create(username, role, f"Replay {role} {number}")
-        return login(host, port, username, password)[0]
-
-    def quietly(make, *args):
-        try:
-            return make(*args)
-        except SetupError as exc:  # raised once below, not once per greenlet
-            return exc
-
-    pool = gevent.pool.Pool(8)  # sign-up and sign-in hash passwords: CPU-bound on the server
-    doctor_jobs = [pool.spawn(quietly, make_doctor, index) for index in range(doctors)]
-    reception_jobs = [pool.spawn(quietly, make_desk, "reception", n + 1) for n in range(desks)]
-    cashier_jobs = [pool.spawn(quietly, make_desk, "cashier", n + 1) for n in range(desks)]
-    display_job = pool.spawn(quietly, make_desk, "display", 1)
-    pool.join(raise_error=True)
-    jobs = [*doctor_jobs, *reception_jobs, *cashier_jobs, display_job]
-    failed = next((job.value for job in jobs if isinstance(job.value, SetupError)), None)
-    if failed is not None:
-        raise failed
-    return Clinic(
-        host=host,
-        port=port,
-        admin=admin,
-        doctors=[job.value for job in doctor_jobs],
-        reception_tokens=[job.value for job in reception_jobs],
-        cashier_tokens=[job.value for job in cashier_jobs],
-        display_token=display_job.value,
-        medicine_id=medicine_id,
-        instruction_id=instruction_id,
-        tag=tag,
-    )
 
 
 # --- the day ---------------------------------------------------------------------------------------
@@ -481,144 +314,6 @@ def run_day(clinic: Clinic, args, recorder: Recorder, progress) -> tuple[dict[in
         day.to_cashier.put(None)
     gevent.joinall(tills, raise_error=True)
     return day.bookings, time.monotonic() - started
-
-
-# --- checking the final state ------------------------------------------------------------------------
-
-
-class Verification:
-    """The final state read back through the API by a pool of admin clients."""
-
-    def __init__(self, clinic: Clinic, bookings: dict[int, Booking]):
-        self.clinic, self.bookings = clinic, bookings
-        self.problems: list[str] = []
-        self.final_versions: dict[int, int] = {}
-        self._clients: list[Http] = []
-
-    @contextmanager
-    def client(self) -> Iterator[Http]:
-        conn = (
-            self._clients.pop()
-            if self._clients
-            else Http(self.clinic.host, self.clinic.port, self.clinic.admin.token)
-        )
-        try:
-            yield conn
-        finally:
-            self._clients.append(conn)
-
-    def close(self) -> None:
-        for conn in self._clients:
-            conn.close()
-
-    def get(self, path: str) -> Answer:
-        with self.client() as api:
-            return api.request("GET", path)
-
-    def queue_empty(self, doctor: Doctor) -> None:
-        answer = self.get(f"/api/queue/{doctor.id}")
-        if answer.status != 200:
-            self.problems.append(f"queue of doctor {doctor.id}: {answer.brief()}")
-            return
-        snapshot = answer.data
-        self.final_versions[doctor.id] = snapshot["version"]
-        if snapshot["entries"] or snapshot["waiting_count"] or snapshot["in_consultation"]:
-            self.problems.append(
-                f"queue of doctor {doctor.id} not empty: {snapshot['waiting_count']} waiting, "
-                f"{len(snapshot['entries'])} active"
-            )
-
-    def _rows(self, path: str, query: dict, what: str) -> list[dict] | None:
-        """Every row of a list, 100 a page (None, and a problem, if a page fails)."""
-        rows, page = [], 1
-        while True:
-            answer = self.get(f"{path}?{urlencode({**query, 'limit': 100, 'page': page})}")
-            if answer.status != 200:
-                self.problems.append(f"{what}: {answer.brief()}")
-                return None
-            rows.extend(answer.data["data"])
-            if page * 100 >= answer.data["meta"]["total"]:
-                return rows
-            page += 1
-
-    def appointments_of(self, doctor: Doctor) -> None:
-        dates = {b.appointment_date for b in self.bookings.values() if b.doctor_id == doctor.id}
-        rows: list[dict] = []
-        for day in sorted(dates):
-            found = self._rows("/api/appointments", {"doctor_id": doctor.id, "date": day},
-                               f"appointments of doctor {doctor.id}")  # fmt: skip
-            if found is None:
-                return
-            rows.extend(found)
-            tokens = sorted(row["token"] for row in rows if row["appointment_date"] == day)
-            if tokens != list(range(1, len(tokens) + 1)):
-                self.problems.append(
-                    f"doctor {doctor.id} on {day}: tokens are not 1..{len(tokens)} without gaps or duplicates"
-                )
-        if len(rows) != doctor.expected:
-            self.problems.append(f"doctor {doctor.id}: {len(rows)} appointments, expected {doctor.expected}")
-        statuses = Counter(row["status"] for row in rows)
-        if set(statuses) - {"COMPLETED"}:
-            self.problems.append(f"doctor {doctor.id}: appointments not all COMPLETED: {dict(statuses)}")
-
-    def bill_paid(self, booking: Booking) -> None:
-        answer = self.get(f"/api/bills/{booking.bill_id}")
-        if answer.status != 200:
-            self.problems.append(f"bill {booking.bill_id}: {answer.brief()}")
-            return
-        bill = answer.data
-        expected = ("PAID", "0.00", booking.amount, booking.amount)
-        if (bill["status"], bill["due_amount"], bill["paid_amount"], bill["total_amount"]) != expected:
-            self.problems.append(
-                f"bill {bill['id']}: {bill['status']} total {bill['total_amount']} paid {bill['paid_amount']} "
-                f"due {bill['due_amount']} (expected {booking.amount} paid in full)"
-            )
-        elif bill["appointment_id"] != booking.appointment_id or len(bill["payments"]) != 1:
-            self.problems.append(f"bill {bill['id']}: wrong appointment or {len(bill['payments'])} payments")
-
-    def none_of_ours_in(self, status: str) -> None:
-        ours = {booking.bill_id for booking in self.bookings.values()}
-        found = [bill["id"] for bill in self._rows("/api/bills", {"status": status}, f"bills {status}") or []
-                 if bill["id"] in ours]  # fmt: skip
-        if found:
-            self.problems.append(f"{len(found)} of this run's bills are {status}, e.g. bill {found[0]}")
-
-    def bookkeeping(self, patients: int) -> None:
-        """What the run's own records must show: every id handed out once, every bill paid."""
-        bookings = self.bookings.values()
-        if len(bookings) != patients:
-            self.problems.append(f"{len(bookings)} appointments booked, expected {patients}")
-        for key, what in (("patient_id", "a patient id"), ("mrn", "an MRN"), ("bill_id", "a bill id")):
-            if len({getattr(b, key) for b in bookings}) != len(bookings):
-                self.problems.append(f"{what} was handed out twice")
-        per_day = Counter((b.doctor_id, b.appointment_date, b.token) for b in bookings)
-        if any(n > 1 for n in per_day.values()):
-            self.problems.append("a token was handed out twice for one doctor and day")
-        unpaid = sum(1 for b in bookings if not b.paid)
-        if unpaid:
-            self.problems.append(f"{unpaid} bills were not paid")
-
-
-def verify(clinic: Clinic, bookings: dict[int, Booking], args) -> tuple[list[str], dict[int, int]]:
-    """Problems found through the API (empty: all good), and each doctor's final queue version."""
-    import gevent.pool
-
-    check = Verification(clinic, bookings)
-    pool = gevent.pool.Pool(max(1, min(args.concurrency, 50)))
-    for doctor in clinic.doctors:
-        pool.spawn(check.queue_empty, doctor)
-        pool.spawn(check.appointments_of, doctor)
-    for status in ("UNPAID", "PARTIALLY_PAID"):
-        pool.spawn(check.none_of_ours_in, status)
-    chosen = list(bookings.values())
-    if args.verify_sample and len(chosen) > args.verify_sample:
-        chosen = random.Random(args.seed).sample(chosen, args.verify_sample)
-    for booking in chosen:
-        pool.spawn(check.bill_paid, booking)
-    pool.join(raise_error=True)
-    check.close()
-    check.bookkeeping(args.patients)
-    return check.problems[:200], check.final_versions
 
 
 # --- the run -----------------------------------------------------------------------------------------
