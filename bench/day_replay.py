@@ -218,16 +218,11 @@ def consulting_room(day: Day, doctor: Doctor) -> None:
             visit = clinic_day.call_next(client, doctor.id)
             if visit is None:
                 continue
-            day.recorder.changes.append(
-                Change(
-                    "call",
-                    doctor.id,
-                    visit.called.started,
-                    visit.appointment_id,
-                    version=visit.version,
-                    answered=visit.called.done,
-                )  # fmt: skip
+            called = Change(
+                "call", doctor.id, visit.called.started, visit.appointment_id, version=visit.version
             )
+            called.answered = visit.called.done
+            day.recorder.changes.append(called)
             doctor.calls.append((visit.version, visit.appointment_id))
             if visit.token <= last_token:
                 day.recorder.error(
@@ -236,16 +231,9 @@ def consulting_room(day: Day, doctor: Doctor) -> None:
             last_token = visit.token
             clinic_day.finish_visit(client, visit, day.prescription)
             if visit.completed is not None:
-                day.recorder.changes.append(
-                    Change(
-                        "complete",
-                        doctor.id,
-                        visit.completed.started,
-                        visit.appointment_id,
-                        call_version=visit.version,
-                        answered=visit.completed.done,
-                    )  # fmt: skip
-                )
+                completed = Change("complete", doctor.id, visit.completed.started, visit.appointment_id)
+                completed.call_version, completed.answered = visit.version, visit.completed.done
+                day.recorder.changes.append(completed)
                 day.to_cashier.put(visit.appointment_id)
         except (KeyError, TypeError, ValueError) as exc:
             day.recorder.error("next", f"unexpected answer: {exc!r}")
