@@ -40,8 +40,12 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.lib import processes, results, services
+from bench.lib.http import get_token
+from bench.lib.seed import seed_clinic
 
 SECTION = "api"
 TITLE = "API latency: booking and the queue snapshot (issue 3)"
@@ -159,17 +163,15 @@ class WaitSampler:
 
 def profile_workers(worker_pids: list[int], seconds: float, name: str) -> dict:
     """py-spy record (raw, non-blocking) of every worker for `seconds`; top frames."""
-    from bench.harness import OUT_DIR
-
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    results.OUT_DIR.mkdir(parents=True, exist_ok=True)
     py_spy = Path(sys.executable).parent / "py-spy"
     if not py_spy.exists():
         return {"error": "py-spy not installed (requirements-bench.txt)"}
-    outputs, processes = [], []
+    outputs, profilers = [], []
     for pid in worker_pids:
-        output = OUT_DIR / f"profile-{name}-{pid}.txt"
+        output = results.OUT_DIR / f"profile-{name}-{pid}.txt"
         outputs.append(output)
-        processes.append(
+        profilers.append(
             subprocess.Popen(
                 [str(py_spy), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
                  "--rate", "200", "--nonblocking", "--format", "raw", "--output", str(output)],
@@ -177,7 +179,7 @@ def profile_workers(worker_pids: list[int], seconds: float, name: str) -> dict:
                 stderr=subprocess.PIPE,
             )
         )  # fmt: skip
-    return {"processes": processes, "outputs": outputs}
+    return {"processes": profilers, "outputs": outputs}
 
 
 def summarize_profile(outputs: list[Path], top: int = 12) -> dict:
@@ -327,119 +329,117 @@ def check_invariants(dsn: str, seeded_today: int, booked: int) -> dict:
     return {"ok": not problems, "appointments_today": total, "bookings": booked, "problems": problems[:10]}
 
 
+@dataclass
+class Run:
+    """What the scenarios of one run share and gather."""
+
+    args: argparse.Namespace
+    dsn: str
+    scenarios: dict = field(default_factory=dict)  # key -> entry
+    steps: list[dict] = field(default_factory=list)  # the plot's points
+    notes: list[str] = field(default_factory=list)
+    ok: bool = True
+    booked: int = 0  # bookings answered 201, warm-up and profile passes included
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from bench import harness, loadgen
+    from bench import loadgen  # noqa: F401 - patches the process for gevent, before anything opens a socket
 
-    database = args.database or harness.DEFAULT_DATABASE
-    redis_url = args.redis_url or harness.DEFAULT_REDIS_URL
-    scenarios = args.scenarios.split(",")
-    harness.ensure_services()
-    dsn = harness.fresh_database(database)
-    harness.flush_redis(redis_url)
-    drift = harness.build_schema(dsn, redis_url, args.schema)
+    redis_url = args.redis_url or services.DEFAULT_REDIS_URL
+    services.ensure_services()
+    dsn = services.fresh_database(args.database or services.DEFAULT_DATABASE)
+    services.flush_redis(redis_url)
+    drift = services.build_schema(dsn, redis_url, args.schema)
     # One more doctor than the spread uses: the worst case gets a queue of its own.
-    seed = harness.seed_clinic(
-        dsn, doctors=args.doctors + 1, patients=args.patients, queue_length=args.queue_length
-    )
-    env = harness.environment(dsn)
-    seeded_today = (args.doctors + 1) * args.queue_length
+    seed = seed_clinic(dsn, doctors=args.doctors + 1, patients=args.patients, queue_length=args.queue_length)
+    env = results.environment(dsn)
     print(f"seeded {args.doctors + 1} doctors, {args.patients} patients; migration drift: {drift or 'none'}")
-
-    results, steps, notes, ok = {}, [], [], True
+    run = Run(args, dsn)
     if drift:
-        notes.append("The migration lacks what the models declare: " + "; ".join(drift))
-    booked = 0
+        run.notes.append("The migration lacks what the models declare: " + "; ".join(drift))
     server_options = {"dsn": dsn, "redis_url": redis_url, "workers": args.workers}
     with (
-        harness.serve("wsgi:app", name="hms", **server_options) as hms,
-        harness.serve("bench.hello_app:app", name="hello", ready_path="/hello", **server_options) as hello,
+        processes.serve("wsgi:app", name="hms", **server_options) as hms,
+        processes.serve("bench.hello_app:app", name="hello", ready_path="/hello", **server_options) as hello,
     ):
         ctx = Context(
-            token=harness.get_token(hms.base, seed.reception),
+            token=get_token(hms.base, seed.reception, seed.password),
             doctors=seed.doctor_ids[: args.doctors],
             hot_doctor=seed.doctor_ids[-1],
             patients=seed.patient_ids,
         )
         factories = request_factories(ctx)
-        for key in scenarios:
-            label, expected, clients = SCENARIOS[key]
-            if key in OPEN_LOOP:
-                load = {"rate": args.booking_rate, "duration": args.duration, "warmup": args.warmup}
-                drive, shape = loadgen.run_open, f"{args.booking_rate:g} requests/s"
-            else:
-                load = {
-                    "concurrency": clients or args.concurrency,
-                    "duration": args.duration,
-                    "warmup": args.warmup,
-                }
-                drive, shape = loadgen.run, f"{load['concurrency']} clients"
-            print(f"-- {key}: hello-world baseline, then {label} ({shape})", flush=True)
-            baseline = drive(hello.host, hello.port, hello_request, server_pids=hello.worker_pids(), **load)
-            sampler = WaitSampler(dsn)
-            with sampler:
-                measured = drive(hms.host, hms.port, factories[key], server_pids=hms.worker_pids(), **load)
-            if key.startswith("booking"):
-                booked += measured.all_statuses.get(201, 0)
-            entry = scenario_entry(key, baseline, measured, sampler) | {"clients": shape}
-            unexpected = {s: n for s, n in measured.all_statuses.items() if s != expected}
-            if unexpected:
-                ok = False
-                notes.append(f"{key}: unexpected statuses {unexpected}; e.g. {measured.error_samples[:2]}")
-            if args.profile and key not in OPEN_LOOP:
-                entry["profile"] = profile_pass(hms, loadgen, factories[key], load, key)
-                if key.startswith("booking"):
-                    booked += entry["profile"].pop("booked", 0)
-            results[key] = entry
-            steps += [
-                {"label": f"hello ({key})", **entry["hello"]},
-                {"label": key, **entry["endpoint"]},
-            ]
-            print(json.dumps({"hello": entry["hello"], "endpoint": entry["endpoint"]}), flush=True)
+        for key in args.scenarios.split(","):
+            measure_scenario(run, key, factories[key], hms, hello)
+    return finish(run, drift, env)
+
+
+def measure_scenario(run: Run, key: str, factory, hms, hello) -> None:
+    """The hello-world baseline, then the scenario, with the same load; into `run`."""
+    from bench import loadgen  # imported (and patching) since main began
+
+    args = run.args
+    label, expected, clients = SCENARIOS[key]
+    if key in OPEN_LOOP:
+        load = {"rate": args.booking_rate, "duration": args.duration, "warmup": args.warmup}
+        drive, shape = loadgen.run_open, f"{args.booking_rate:g} requests/s"
+    else:
+        load = {"concurrency": clients or args.concurrency, "duration": args.duration, "warmup": args.warmup}
+        drive, shape = loadgen.run, f"{load['concurrency']} clients"
+    print(f"-- {key}: hello-world baseline, then {label} ({shape})", flush=True)
+    baseline = drive(hello.host, hello.port, hello_request, server_pids=hello.worker_pids(), **load)
+    sampler = WaitSampler(run.dsn)
+    with sampler:
+        measured = drive(hms.host, hms.port, factory, server_pids=hms.worker_pids(), **load)
+    if key.startswith("booking"):
+        run.booked += measured.all_statuses.get(201, 0)
+    entry = scenario_entry(key, baseline, measured, sampler) | {"clients": shape}
+    unexpected = {s: n for s, n in measured.all_statuses.items() if s != expected}
+    if unexpected:
+        run.ok = False
+        run.notes.append(f"{key}: unexpected statuses {unexpected}; e.g. {measured.error_samples[:2]}")
+    if args.profile and key not in OPEN_LOOP:
+        entry["profile"] = profile_pass(hms, loadgen, factory, load, key)
+        if key.startswith("booking"):
+            run.booked += entry["profile"].pop("booked", 0)
+    run.scenarios[key] = entry
+    run.steps += [{"label": f"hello ({key})", **entry["hello"]}, {"label": key, **entry["endpoint"]}]
+    print(json.dumps({"hello": entry["hello"], "endpoint": entry["endpoint"]}), flush=True)
+
+
+def finish(run: Run, drift: list[str], env: dict) -> int:
+    """Check the queues the bookings left, plot, write the results; the exit status."""
+    args = run.args
     invariants = None
-    if any(key.startswith("booking") for key in scenarios):
-        invariants = check_invariants(dsn, seeded_today, booked)
+    if any(key.startswith("booking") for key in run.scenarios):
+        invariants = check_invariants(run.dsn, (args.doctors + 1) * args.queue_length, run.booked)
         if not invariants["ok"]:
-            ok = False
-            notes.append("Queue invariants broken: " + "; ".join(invariants["problems"]))
-    plot = harness.plot_percentiles(
-        steps,
-        harness.RESULTS_DIR / "api_latency.png",
+            run.ok = False
+            run.notes.append("Queue invariants broken: " + "; ".join(invariants["problems"]))
+    plot = results.plot_percentiles(
+        run.steps,
+        results.RESULTS_DIR / "api_latency.png",
         f"{args.concurrency} clients (single client: 1; open loop: {args.booking_rate:g}/s), "
         f"{args.workers} gevent workers",
         connect=False,
     )
+    settings = {"duration_s": args.duration, "warmup_s": args.warmup, "concurrency": args.concurrency,
+                "workers": args.workers, "doctors": args.doctors, "patients": args.patients,
+                "queue_length": args.queue_length, "booking_rate": args.booking_rate, "schema": args.schema}  # fmt: skip
     data = {
-        "settings": {
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "concurrency": args.concurrency,
-            "workers": args.workers,
-            "doctors": args.doctors,
-            "patients": args.patients,
-            "queue_length": args.queue_length,
-            "booking_rate": args.booking_rate,
-            "schema": args.schema,
-        },
+        "settings": settings,
         "migration_drift": drift,
-        "scenarios": results,
+        "scenarios": run.scenarios,
         "invariants": invariants,
-        "plot": str(plot.relative_to(harness.ROOT)) if plot else None,
+        "plot": str(plot.relative_to(results.ROOT)) if plot else None,
     }
-    path = harness.write_result(
-        SECTION,
-        title=TITLE,
-        order=ORDER,
-        renderer="bench.api_latency:render",
-        data=data,
-        env=env,
-        ok=ok,
-        notes=notes,
-    )
+    path = results.write_result(SECTION, title=TITLE, order=ORDER, renderer="bench.api_latency:render", data=data,
+                                env=env, ok=run.ok, notes=run.notes)  # fmt: skip
     print(f"wrote {path}")
-    for note in notes:
+    for note in run.notes:
         print("NOTE:", note)
-    return 0 if ok else 1
+    return 0 if run.ok else 1
 
 
 def scenario_entry(key: str, baseline, measured, sampler: WaitSampler) -> dict:

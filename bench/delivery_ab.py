@@ -27,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.lib import results, services
+
 SECTION = "delivery_ab"
 TITLE = "Stream delivery in a saturated day, before and after the Event mailbox (issues 4 and 6)"
 ORDER = 72
@@ -76,17 +78,15 @@ def _day(tree: Path, args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from bench import harness
-
-    harness.ensure_services()
-    env = harness.environment()
+    services.ensure_services()
+    env = results.environment()
     runs: dict[str, dict] = {}
-    with harness.worktree(args.base) as (base, tree):
+    with results.worktree(args.base) as (base, tree):
         runs["base"] = {"revision": base, **_day(tree, args)}
     print(f"base {base}: {json.dumps(runs['base'])}", flush=True)
     runs["current"] = {"revision": env["git"], **_day(ROOT, args)}
     print(f"current: {json.dumps(runs['current'])}", flush=True)
-    path = harness.write_result(
+    path = results.write_result(
         SECTION,
         title=TITLE,
         order=ORDER,

@@ -9,9 +9,10 @@ NO_SHOW; today 8 completed, 1 in the room, 11 waiting; ahead all WAITING), 1,000
 appointment events, one consultation bill per appointment with two items, payments for
 the paid ones; then VACUUM ANALYZE (what autovacuum leaves a busy table in).
 
-Inside an app context the real service functions run (the queue snapshot, estimated
-waits, appointment lists, an events page, bill lists, a booking, calling the next
-patient); a before_cursor_execute hook records every statement and its parameters,
+Through the API (Flask's test client on `hms.create_app()`, signed in as reception) the
+app serves what a clinic asks most (the queue snapshot with its estimated waits,
+appointment lists, an events page, bill lists, a booking, calling the next patient); a
+before_cursor_execute hook records every statement each request runs and its parameters,
 and each is run again as EXPLAIN (ANALYZE, BUFFERS) inside a transaction that is
 rolled back. Each is also planned as a generic plan (PREPARE + plan_cache_mode =
 force_generic_plan): psycopg prepares a statement on a connection after 5 executions,
@@ -29,11 +30,13 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
 from datetime import date
 
 import psycopg
 from psycopg import sql
+from werkzeug.security import generate_password_hash
+
+from bench.lib import results, services
 
 SECTION = "explain"
 TITLE = "Query plans on 100,000 appointments and 1,000,000 events (issue 3)"
@@ -41,6 +44,7 @@ ORDER = 20
 ACCEPTS = ("schema",)
 GUARDED_TABLES = ("appointments", "appointment_events", "bills")
 DEFAULT_DATABASE = "hms_bench_explain"
+PASSWORD = "explain-password"  # the reception account's, to sign in through the API
 DOCTORS = 100
 PATIENTS = 20_000
 PER_DAY = 20
@@ -72,126 +76,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def generate(dsn: str, appointments: int, events: int) -> dict:
     """Fill the database; returns row counts and seconds taken."""
     days = max(DAYS_AHEAD + 2, -(-appointments // (DOCTORS * PER_DAY)))
-    first_day = f"(now() AT TIME ZONE 'UTC')::date - {days - DAYS_AHEAD - 1}"
-    events_per_appointment = max(1, events // appointments)
     started = time.perf_counter()
     with psycopg.connect(dsn) as conn:
         ex = conn.execute
-        ex(
-            "INSERT INTO departments (name, created_at) SELECT 'Department ' || n, now() FROM generate_series(1, 8) n"
-        )
-        ex(
-            "INSERT INTO categories (name, created_at) VALUES ('Consultation', now()), ('Hospital fee', now())"
-        )
-        ex(
-            """
-            INSERT INTO users (username, password_hash, name, role, department_id, consultation_fee, hospital_fee,
-                               is_available, active, token_epoch, created_at, updated_at)
-            SELECT 'reception', 'x', 'Reception', 'reception', NULL, NULL, NULL, true, true, 0, now(), now()
-            UNION ALL
-            SELECT 'doctor-' || n, 'x', 'Dr. ' || n, 'doctor', 1 + mod(n, 8), 500, 100, true, true, 0, now(), now()
-            FROM generate_series(1, %(doctors)s) n
-            """,
-            {"doctors": DOCTORS},
-        )
-        ex(
-            """
-            INSERT INTO patients (mrn, name, gender, age, phone, created_at, updated_at)
-            SELECT 'P' || lpad(n::text, 6, '0'), 'Patient ' || n, (ARRAY['male','female','other'])[1 + n %% 3],
-                   1 + n %% 90, '+9198' || lpad(n::text, 8, '0'), now(), now()
-            FROM generate_series(1, %(patients)s) n
-            """,
-            {"patients": PATIENTS},
-        )
-        reception = ex("SELECT id FROM users WHERE username = 'reception'").fetchone()[0]
-        first_doctor = ex("SELECT min(id) FROM users WHERE role = 'doctor'").fetchone()[0]
-        ex("SELECT setseed(0.42)")
-        ex(
-            f"""
-            INSERT INTO appointments (patient_id, doctor_id, appointment_date, appointment_type, status, token,
-                                      queue_position, chief_complaint, created_by_id, created_at, waiting_since,
-                                      entry_time, exit_time, updated_at)
-            SELECT patient_id, doctor_id, day, appointment_type, status, token,
-                   CASE WHEN status IN ('WAITING', 'IN_CONSULTATION')
-                        THEN CASE WHEN day = today THEN token - 8 ELSE token END END,
-                   'Fever', {reception}, booked, booked,
-                   CASE WHEN status = 'COMPLETED' THEN day + time '09:00' + token * interval '15 minutes'
-                        WHEN status = 'IN_CONSULTATION' THEN now() - interval '5 minutes' END,
-                   CASE WHEN status = 'COMPLETED'
-                        THEN day + time '09:00' + token * interval '15 minutes' + (5 + mod(g, 15)) * interval '1 minute'
-                   END,
-                   booked
-            FROM (
-                SELECT g, 1 + mod(g * 7919, {PATIENTS}) AS patient_id, {first_doctor} + mod(g, {DOCTORS}) AS doctor_id, day, today,
-                       token, CASE WHEN mod(g, 3) = 0 THEN 'FOLLOW_UP' ELSE 'NEW' END AS appointment_type,
-                       CASE WHEN day < today THEN
-                                CASE WHEN r < 0.82 THEN 'COMPLETED' WHEN r < 0.91 THEN 'CANCELLED' ELSE 'NO_SHOW' END
-                            WHEN day = today THEN
-                                CASE WHEN token <= 8 THEN 'COMPLETED' WHEN token = 9 THEN 'IN_CONSULTATION'
-                                     ELSE 'WAITING' END
-                            ELSE 'WAITING' END AS status,
-                       least(now() - mod(g, 86400) * interval '1 second',
-                             day + time '08:00' + token * interval '2 minutes' + mod(g, {DOCTORS}) * interval '1 second')
-                           AS booked
-                FROM (
-                    SELECT g, random() AS r, {first_day} + (g / {DOCTORS}) / {PER_DAY} AS day,
-                           (now() AT TIME ZONE 'UTC')::date AS today, 1 + mod(g / {DOCTORS}, {PER_DAY}) AS token
-                    FROM generate_series(0, %(appointments)s - 1) g
-                ) numbered
-            ) shaped
-            """,
-            {"appointments": appointments},
-        )
-        ex(
-            """
-            INSERT INTO queue_days (doctor_id, queue_date, last_token, version)
-            SELECT doctor_id, appointment_date, max(token), 2 * count(*) FROM appointments
-            GROUP BY doctor_id, appointment_date
-            """
-        )
-        ex(
-            """
-            INSERT INTO appointment_events (appointment_id, event_type, from_status, to_status, description,
-                                            performed_by_id, performed_at)
-            SELECT a.id, (ARRAY['CREATED','ENTERED_ROOM','CONSULTATION_COMPLETED','PAYMENT_RECEIVED',
-                                'PRESCRIPTION_ADDED','RETURNED_TO_QUEUE','APPOINTMENT_CANCELLED','NO_SHOW'])[1 + (k - 1) %% 8],
-                   NULL, NULL, NULL, %(reception)s, a.created_at + k * interval '3 minutes'
-            FROM appointments a CROSS JOIN generate_series(1, %(per)s) k
-            """,
-            {"per": events_per_appointment, "reception": reception},
-        )
-        ex(
-            """
-            INSERT INTO bills (number, patient_id, appointment_id, status, total_amount, paid_amount, due_amount,
-                               due_date, void_reason, created_by_id, created_at, updated_at)
-            SELECT 'S-' || lpad(id::text, 9, '0'), patient_id, id, bill_status, 600,
-                   CASE bill_status WHEN 'PAID' THEN 600 WHEN 'PARTIALLY_PAID' THEN 300 ELSE 0 END,
-                   CASE bill_status WHEN 'PAID' THEN 0 WHEN 'PARTIALLY_PAID' THEN 300 ELSE 600 END,
-                   appointment_date, CASE WHEN bill_status = 'VOID' THEN 'Cancelled' END, created_by_id, created_at, created_at
-            FROM (
-                SELECT a.*, CASE WHEN status = 'COMPLETED' THEN
-                                     CASE WHEN mod(id, 20) < 17 THEN 'PAID' WHEN mod(id, 20) < 19 THEN 'PARTIALLY_PAID'
-                                          ELSE 'UNPAID' END
-                                 WHEN status = 'CANCELLED' THEN 'VOID' ELSE 'UNPAID' END AS bill_status
-                FROM appointments a
-            ) a
-            """
-        )
-        ex(
-            """
-            INSERT INTO bill_items (bill_id, category_id, description, quantity, unit_price, amount, created_at)
-            SELECT b.id, k, CASE k WHEN 1 THEN 'Consultation fee' ELSE 'Hospital fee' END, 1,
-                   CASE k WHEN 1 THEN 500 ELSE 100 END, CASE k WHEN 1 THEN 500 ELSE 100 END, b.created_at
-            FROM bills b CROSS JOIN generate_series(1, 2) k
-            """
-        )
-        ex(
-            """
-            INSERT INTO payments (bill_id, kind, amount, method, received_by_id, created_at)
-            SELECT id, 'PAYMENT', paid_amount, 'CASH', created_by_id, created_at + interval '1 hour'
-            FROM bills WHERE paid_amount > 0
-            """
-        )
+        reception, first_doctor = _generate_people(ex)
+        _generate_appointments(ex, appointments, days, reception, first_doctor)
+        _generate_events(ex, max(1, events // appointments), reception)
+        _generate_bills(ex)
         counts = {
             table: ex(f"SELECT count(*) FROM {table}").fetchone()[0]
             for table in ("appointments", "appointment_events", "bills", "bill_items", "payments", "patients")
@@ -200,6 +91,137 @@ def generate(dsn: str, appointments: int, events: int) -> dict:
         conn.execute("VACUUM ANALYZE")
     counts["seconds"] = round(time.perf_counter() - started, 1)
     return counts
+
+
+def _generate_people(ex) -> tuple[int, int]:
+    """Departments, the fee categories, a reception account (PASSWORD), the doctors and
+    the patients; (reception id, first doctor id)."""
+    ex(
+        "INSERT INTO departments (name, created_at) SELECT 'Department ' || n, now() FROM generate_series(1, 8) n"
+    )
+    ex("INSERT INTO categories (name, created_at) VALUES ('Consultation', now()), ('Hospital fee', now())")
+    ex(
+        """
+        INSERT INTO users (username, password_hash, name, role, department_id, consultation_fee, hospital_fee,
+                           is_available, active, token_epoch, created_at, updated_at)
+        SELECT 'reception', %(hash)s, 'Reception', 'reception', NULL, NULL, NULL, true, true, 0, now(), now()
+        UNION ALL
+        SELECT 'doctor-' || n, 'x', 'Dr. ' || n, 'doctor', 1 + mod(n, 8), 500, 100, true, true, 0, now(), now()
+        FROM generate_series(1, %(doctors)s) n
+        """,
+        {"doctors": DOCTORS, "hash": generate_password_hash(PASSWORD, method="scrypt")},
+    )
+    ex(
+        """
+        INSERT INTO patients (mrn, name, gender, age, phone, created_at, updated_at)
+        SELECT 'P' || lpad(n::text, 6, '0'), 'Patient ' || n, (ARRAY['male','female','other'])[1 + n %% 3],
+               1 + n %% 90, '+9198' || lpad(n::text, 8, '0'), now(), now()
+        FROM generate_series(1, %(patients)s) n
+        """,
+        {"patients": PATIENTS},
+    )
+    reception = ex("SELECT id FROM users WHERE username = 'reception'").fetchone()[0]
+    first_doctor = ex("SELECT min(id) FROM users WHERE role = 'doctor'").fetchone()[0]
+    return reception, first_doctor
+
+
+def _generate_appointments(ex, appointments: int, days: int, reception: int, first_doctor: int) -> None:
+    """The appointments over `days` days (see the module docstring) and their queue days."""
+    first_day = f"(now() AT TIME ZONE 'UTC')::date - {days - DAYS_AHEAD - 1}"
+    ex("SELECT setseed(0.42)")
+    ex(
+        f"""
+        INSERT INTO appointments (patient_id, doctor_id, appointment_date, appointment_type, status, token,
+                                  queue_position, chief_complaint, created_by_id, created_at, waiting_since,
+                                  entry_time, exit_time, updated_at)
+        SELECT patient_id, doctor_id, day, appointment_type, status, token,
+               CASE WHEN status IN ('WAITING', 'IN_CONSULTATION')
+                    THEN CASE WHEN day = today THEN token - 8 ELSE token END END,
+               'Fever', {reception}, booked, booked,
+               CASE WHEN status = 'COMPLETED' THEN day + time '09:00' + token * interval '15 minutes'
+                    WHEN status = 'IN_CONSULTATION' THEN now() - interval '5 minutes' END,
+               CASE WHEN status = 'COMPLETED'
+                    THEN day + time '09:00' + token * interval '15 minutes' + (5 + mod(g, 15)) * interval '1 minute'
+               END,
+               booked
+        FROM (
+            SELECT g, 1 + mod(g * 7919, {PATIENTS}) AS patient_id, {first_doctor} + mod(g, {DOCTORS}) AS doctor_id, day, today,
+                   token, CASE WHEN mod(g, 3) = 0 THEN 'FOLLOW_UP' ELSE 'NEW' END AS appointment_type,
+                   CASE WHEN day < today THEN
+                            CASE WHEN r < 0.82 THEN 'COMPLETED' WHEN r < 0.91 THEN 'CANCELLED' ELSE 'NO_SHOW' END
+                        WHEN day = today THEN
+                            CASE WHEN token <= 8 THEN 'COMPLETED' WHEN token = 9 THEN 'IN_CONSULTATION'
+                                 ELSE 'WAITING' END
+                        ELSE 'WAITING' END AS status,
+                   least(now() - mod(g, 86400) * interval '1 second',
+                         day + time '08:00' + token * interval '2 minutes' + mod(g, {DOCTORS}) * interval '1 second')
+                       AS booked
+            FROM (
+                SELECT g, random() AS r, {first_day} + (g / {DOCTORS}) / {PER_DAY} AS day,
+                       (now() AT TIME ZONE 'UTC')::date AS today, 1 + mod(g / {DOCTORS}, {PER_DAY}) AS token
+                FROM generate_series(0, %(appointments)s - 1) g
+            ) numbered
+        ) shaped
+        """,
+        {"appointments": appointments},
+    )
+    ex(
+        """
+        INSERT INTO queue_days (doctor_id, queue_date, last_token, version)
+        SELECT doctor_id, appointment_date, max(token), 2 * count(*) FROM appointments
+        GROUP BY doctor_id, appointment_date
+        """
+    )
+
+
+def _generate_events(ex, per_appointment: int, reception: int) -> None:
+    ex(
+        """
+        INSERT INTO appointment_events (appointment_id, event_type, from_status, to_status, description,
+                                        performed_by_id, performed_at)
+        SELECT a.id, (ARRAY['CREATED','ENTERED_ROOM','CONSULTATION_COMPLETED','PAYMENT_RECEIVED',
+                            'PRESCRIPTION_ADDED','RETURNED_TO_QUEUE','APPOINTMENT_CANCELLED','NO_SHOW'])[1 + (k - 1) %% 8],
+               NULL, NULL, NULL, %(reception)s, a.created_at + k * interval '3 minutes'
+        FROM appointments a CROSS JOIN generate_series(1, %(per)s) k
+        """,
+        {"per": per_appointment, "reception": reception},
+    )
+
+
+def _generate_bills(ex) -> None:
+    """One consultation bill per appointment with two items, and the payments of the paid ones."""
+    ex(
+        """
+        INSERT INTO bills (number, patient_id, appointment_id, status, total_amount, paid_amount, due_amount,
+                           due_date, void_reason, created_by_id, created_at, updated_at)
+        SELECT 'S-' || lpad(id::text, 9, '0'), patient_id, id, bill_status, 600,
+               CASE bill_status WHEN 'PAID' THEN 600 WHEN 'PARTIALLY_PAID' THEN 300 ELSE 0 END,
+               CASE bill_status WHEN 'PAID' THEN 0 WHEN 'PARTIALLY_PAID' THEN 300 ELSE 600 END,
+               appointment_date, CASE WHEN bill_status = 'VOID' THEN 'Cancelled' END, created_by_id, created_at, created_at
+        FROM (
+            SELECT a.*, CASE WHEN status = 'COMPLETED' THEN
+                                 CASE WHEN mod(id, 20) < 17 THEN 'PAID' WHEN mod(id, 20) < 19 THEN 'PARTIALLY_PAID'
+                                      ELSE 'UNPAID' END
+                             WHEN status = 'CANCELLED' THEN 'VOID' ELSE 'UNPAID' END AS bill_status
+            FROM appointments a
+        ) a
+        """
+    )
+    ex(
+        """
+        INSERT INTO bill_items (bill_id, category_id, description, quantity, unit_price, amount, created_at)
+        SELECT b.id, k, CASE k WHEN 1 THEN 'Consultation fee' ELSE 'Hospital fee' END, 1,
+               CASE k WHEN 1 THEN 500 ELSE 100 END, CASE k WHEN 1 THEN 500 ELSE 100 END, b.created_at
+        FROM bills b CROSS JOIN generate_series(1, 2) k
+        """
+    )
+    ex(
+        """
+        INSERT INTO payments (bill_id, kind, amount, method, received_by_id, created_at)
+        SELECT id, 'PAYMENT', paid_amount, 'CASH', created_by_id, created_at + interval '1 hour'
+        FROM bills WHERE paid_amount > 0
+        """
+    )
 
 
 def sample_ids(dsn: str) -> dict:
@@ -230,67 +252,53 @@ def sample_ids(dsn: str) -> dict:
 # --- capturing the app's SQL ----------------------------------------------------------------
 
 
+def http_cases(ids: dict) -> list[tuple[str, str, str, dict | None]]:
+    """(label, method, path, body) of each request whose SQL is EXPLAINed."""
+    today, doctor, patient, appointment = ids["today"], ids["doctor"], ids["patient"], ids["appointment"]
+    page = "page=1&limit=20"
+    return [
+        ("queue snapshot with estimated waits (one doctor, today)", "GET", f"/api/queue/{doctor}", None),
+        ("appointments by doctor + date + status", "GET",
+         f"/api/appointments?doctor_id={doctor}&date={today}&status=WAITING&{page}", None),
+        ("appointments by status (WAITING)", "GET", f"/api/appointments?status=WAITING&{page}", None),
+        # The most common status: the page's count reads most of the table.
+        ("appointments by status (COMPLETED)", "GET", f"/api/appointments?status=COMPLETED&{page}", None),
+        ("appointments by patient", "GET", f"/api/patients/{patient}/appointments?{page}", None),
+        ("appointments by patient (list filter)", "GET", f"/api/appointments?patient_id={patient}&{page}", None),
+        ("events page of one appointment", "GET", f"/api/appointments/{appointment}/events?{page}", None),
+        ("bills by appointment", "GET", f"/api/appointments/{appointment}/bills?{page}", None),
+        ("bills by patient", "GET", f"/api/patients/{patient}/bills?{page}", None),
+        ("bills by status (UNPAID)", "GET", f"/api/bills?status=UNPAID&{page}", None),
+        ("bills by status (PARTIALLY_PAID)", "GET", f"/api/bills?status=PARTIALLY_PAID&{page}", None),
+        ("bills by status (PAID, the most common)", "GET", f"/api/bills?status=PAID&{page}", None),
+        ("overdue bills", "GET", f"/api/bills?overdue=true&{page}", None),
+        ("booking (writes; the counters and queue lock)", "POST", "/api/appointments",
+         {"patient_id": patient, "doctor_id": doctor, "appointment_type": "NEW"}),
+        ("call the next patient (writes)", "POST", f"/api/queue/{doctor}/next", None),
+    ]  # fmt: skip
+
+
 def capture(dsn: str, ids: dict) -> list[dict]:
-    """Run each service call in an app context; return [{label, statements, error}]."""
+    """Each case as an HTTP request through Flask's test client, signed in as reception;
+    [{label, statements, error}] with every distinct statement the request ran."""
     os.environ.update(
         {"HMS_ENV": "production", "SECRET_KEY": "bench-only", "DATABASE_URL": dsn, "CLINIC_TIMEZONE": "UTC"}
     )
     os.environ.pop("REDIS_URL", None)
     from sqlalchemy import event
+    from sqlalchemy.engine import Engine
 
     from hms import create_app
-    from hms.appointments import queries, queue, service
-    from hms.auth.service import Identity
-    from hms.billing import service as billing
-    from hms.extensions import db
 
     app = create_app()
-    reception = Identity(ids["reception"], "reception", "Reception", "reception", True, 0)
-    today, doctor, patient, appointment = ids["today"], ids["doctor"], ids["patient"], ids["appointment"]
-    cases: list[tuple[str, Callable[[], object]]] = [
-        ("queue snapshot (one doctor, today)", lambda: queue.build_snapshot(doctor, today)),
-        ("recent consultation lengths (estimated waits)", lambda: queue.average_consultation_minutes(doctor)),
-        (
-            "appointments by doctor + date + status",
-            lambda: queries.list_appointments(
-                page=1, limit=20, doctor_id=doctor, appointment_date=today, status="WAITING"
-            ),
-        ),
-        (
-            "appointments by status (WAITING)",
-            lambda: queries.list_appointments(page=1, limit=20, status="WAITING"),
-        ),
-        # The most common status: the page's count reads most of the table.
-        (
-            "appointments by status (COMPLETED)",
-            lambda: queries.list_appointments(page=1, limit=20, status="COMPLETED"),
-        ),
-        ("appointments by patient", lambda: queries.list_patient_appointments(patient, 1, 20)),
-        (
-            "appointments by patient (list filter)",
-            lambda: queries.list_appointments(page=1, limit=20, patient_id=patient),
-        ),
-        ("events page of one appointment", lambda: queries.list_events(appointment, 1, 20)),
-        ("bills by appointment", lambda: billing.appointment_bills(appointment, page=1, limit=20)),
-        ("bills by patient", lambda: billing.patient_bills(patient, page=1, limit=20)),
-        ("bills by status (UNPAID)", lambda: billing.list_bills(page=1, limit=20, status="UNPAID")),
-        (
-            "bills by status (PARTIALLY_PAID)",
-            lambda: billing.list_bills(page=1, limit=20, status="PARTIALLY_PAID"),
-        ),
-        (
-            "bills by status (PAID, the most common)",
-            lambda: billing.list_bills(page=1, limit=20, status="PAID"),
-        ),
-        ("overdue bills", lambda: billing.list_bills(page=1, limit=20, overdue=True)),
-        (
-            "booking (writes; the counters and queue lock)",
-            lambda: service.book_appointment(
-                {"patient_id": patient, "doctor_id": doctor, "appointment_type": "NEW"}, reception
-            ),
-        ),
-        ("call the next patient (writes)", lambda: service.call_next(doctor, reception)),
-    ]
+    client = app.test_client()
+    signed_in = client.post("/api/auth/token", json={"username": "reception", "password": PASSWORD})
+    if signed_in.status_code != 200:
+        raise RuntimeError(
+            f"sign-in as reception failed: {signed_in.status_code} {signed_in.get_data(as_text=True)}"
+        )
+    headers = {"Authorization": f"Bearer {signed_in.get_json()['access_token']}"}
+    client.get("/api/auth/me", headers=headers)  # the account now cached, as in a running server
     captured: list[tuple[str, object]] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
@@ -298,27 +306,24 @@ def capture(dsn: str, ids: dict) -> list[dict]:
             captured.append((statement, parameters))
 
     results = []
-    with app.app_context():
-        event.listen(db.engine, "before_cursor_execute", record)
-        try:
-            for label, call in cases:
-                captured.clear()
-                error = None
-                try:
-                    call()
-                except Exception as exc:  # noqa: BLE001 - reported, and the run fails
-                    db.session.rollback()
-                    error = f"{type(exc).__name__}: {exc}"
-                db.session.rollback()
-                seen, statements = set(), []
-                for statement, parameters in captured:
-                    if statement not in seen:
-                        seen.add(statement)
-                        statements.append((statement, parameters))
-                results.append({"label": label, "statements": statements, "error": error})
-        finally:
-            event.remove(db.engine, "before_cursor_execute", record)
-            db.engine.dispose()
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        for label, method, path, body in http_cases(ids):
+            captured.clear()
+            response = client.open(path, method=method, json=body, headers=headers)
+            error = None
+            if response.status_code >= 400:
+                error = f"HTTP {response.status_code}: {response.get_data(as_text=True)[:200]}"
+            seen, statements = set(), []
+            for statement, parameters in captured:
+                if statement not in seen:
+                    seen.add(statement)
+                    statements.append((statement, parameters))
+            results.append({"label": label, "statements": statements, "error": error})
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+        with app.app_context():
+            app.extensions["sqlalchemy"].engine.dispose()
     return results
 
 
@@ -456,15 +461,13 @@ def _short(value) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from bench import harness
-
-    harness.ensure_services()
-    dsn = harness.fresh_database(args.database)
-    drift = harness.build_schema(dsn, None, args.schema)
+    services.ensure_services()
+    dsn = services.fresh_database(args.database)
+    drift = services.build_schema(dsn, None, args.schema)
     print(f"generating {args.appointments} appointments, {args.events} events ...", flush=True)
     counts = generate(dsn, args.appointments, args.events)
     print(f"generated {counts}", flush=True)
-    env = harness.environment(dsn)
+    env = results.environment(dsn)
     ids = sample_ids(dsn)
     captured = capture(dsn, ids)
     cases, failures = [], []
@@ -500,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         "schema": args.schema,
         "cases": cases,
     }
-    path = harness.write_result(
+    path = results.write_result(
         SECTION,
         title=TITLE,
         order=ORDER,

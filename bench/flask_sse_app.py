@@ -11,7 +11,7 @@ Redis and served by the same gunicorn settings (gevent workers) as HMS.
 - `POST /publish/<doctor_id>` `{"version": V, "size": N}`: publishes one `queue` event
   with id V whose JSON data is about N bytes (a stand-in for a queue snapshot of that
   size) with `sse.publish`, as an app using flask-sse would after a change.
-- `GET /readyz`: for the benchmark harness.
+- `GET /readyz`: for bench.lib.processes (it waits for a 200 before measuring).
 
 Nothing here authenticates: flask-sse has no access control of its own.
 """

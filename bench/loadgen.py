@@ -23,14 +23,14 @@ from gevent import monkey
 monkey.patch_all()
 
 import http.client  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 import gevent  # noqa: E402
+
+from bench.lib.processes import cpu_seconds, own_cpu_seconds  # noqa: E402
 
 # (client index, request number) -> (method, path, body bytes or None, headers)
 RequestFactory = Callable[[int, int], tuple[str, str, bytes | None, dict]]
@@ -99,31 +99,12 @@ class Result:
         }
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def process_cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of these processes (Linux /proc), in seconds."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / ticks
-
-
 def _sample_server_cpu(result: Result, pids: list[int], measure_from: float, stop: float) -> gevent.Greenlet:
     def sample() -> None:
         gevent.sleep(max(0.0, measure_from - time.perf_counter()))
-        begin = process_cpu_seconds(pids)
+        begin = cpu_seconds(pids)
         gevent.sleep(max(0.0, stop - time.perf_counter()))
-        result.server_cpu_seconds = process_cpu_seconds(pids) - begin
+        result.server_cpu_seconds = cpu_seconds(pids) - begin
 
     return gevent.spawn(sample)
 
@@ -139,7 +120,7 @@ def run(
     server_pids: list[int] | None = None,
 ) -> Result:
     start = time.perf_counter()
-    cpu_start = _cpu_seconds()
+    cpu_start = own_cpu_seconds()
     measure_from = start + warmup
     stop = measure_from + duration
     result = Result(duration=duration)
@@ -172,7 +153,7 @@ def run(
     if sampler is not None:
         sampler.join()
     result.wall_seconds = time.perf_counter() - start
-    result.client_cpu_seconds = _cpu_seconds() - cpu_start
+    result.client_cpu_seconds = own_cpu_seconds() - cpu_start
     return result
 
 
@@ -197,7 +178,7 @@ def run_open(
     from gevent.queue import Empty, LifoQueue
 
     start = time.perf_counter()
-    cpu_start = _cpu_seconds()
+    cpu_start = own_cpu_seconds()
     measure_from = start + warmup
     stop = measure_from + duration
     result = Result(duration=duration)
@@ -252,7 +233,7 @@ def run_open(
     while not idle.empty():
         idle.get()[0].close()
     result.wall_seconds = time.perf_counter() - start
-    result.client_cpu_seconds = _cpu_seconds() - cpu_start
+    result.client_cpu_seconds = own_cpu_seconds() - cpu_start
     return result
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.harness import RESULTS_DIR, plot_percentiles
+from bench.lib.results import RESULTS_DIR, plot_percentiles
 
 STREAM_PLOT = "stream_latency.png"
 STEP_ORDER = ("register", "search", "book", "next", "call", "prescribe", "complete", "pay")

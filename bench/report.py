@@ -1,6 +1,6 @@
 """BENCHMARKS.md, rebuilt from bench/results/*.json: one section per results file.
 
-Each results file (written by bench.harness.write_result) names its renderer,
+Each results file (written by bench.lib.results.write_result) names its renderer,
 "module:function", which turns the file's dict into the section's Markdown; this
 module adds the heading and the facts every figure needs (command, date, machine,
 software versions, load average), and a last section with the plots that span sections
@@ -47,7 +47,7 @@ show it.
 
 Adding a section: a script `bench/<name>.py` with module-level `SECTION = "<key>"`,
 `ORDER = <int>` and `ACCEPTS = (...)` (the `bench/run.py` options it takes, e.g.
-`"duration"`), a `main(argv) -> exit status` that calls `bench.harness.write_result(...)`
+`"duration"`), a `main(argv) -> exit status` that calls `bench.lib.results.write_result(...)`
 with `renderer="bench.<name>:render"`, and a `render(result) -> Markdown` function in a
 module that is cheap to import. `bench/run.py` finds it by itself.
 """

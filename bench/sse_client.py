@@ -1,9 +1,9 @@
 """The gevent processes of the stream-capacity benchmark (bench/stream_capacity.py).
 
-`read`: a light Server-Sent Events reader for thousands of streams in one process. Each
-stream is one raw gevent socket and one greenlet (no thread per stream): it sends a
-plain HTTP/1.1 GET, decodes a chunked (or unframed) body and parses `id:` / `event:` /
-`data:` / `retry:` lines and `:` comments. Per stream it keeps the HTTP status, when the
+`read`: thousands of streams in one process, each one raw gevent socket and one greenlet
+(no thread per stream), read by bench.lib.sse (the one SSE reader of the benchmarks: a
+plain HTTP/1.1 GET, a chunked or unframed body, `id:` / `data:` lines and `:` comments).
+Per stream it keeps the HTTP status, when the
 first event came, every event's (id, arrival time, data bytes), every comment's (ping's)
 arrival time, and how the stream ended. Times are time.monotonic(), which on Linux is
 one clock for every process of the machine, so they compare with the driver's.
@@ -42,6 +42,7 @@ monkey.patch_all()
 import contextlib  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -51,92 +52,8 @@ import gevent.lock  # noqa: E402
 import gevent.queue  # noqa: E402
 from gevent import socket  # noqa: E402
 
-RECV_BYTES = 65536
-
-
-def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-# --- reading streams ----------------------------------------------------------------------
-
-
-class SSEParser:
-    """Incremental text/event-stream parser (the WHATWG rules that matter here)."""
-
-    def __init__(self, on_event, on_comment):
-        self._buffer = b""
-        self._id: str | None = None
-        self._data_bytes = 0
-        self._has_data = False
-        self._on_event = on_event
-        self._on_comment = on_comment
-
-    def feed(self, data: bytes, now: float) -> None:
-        self._buffer += data
-        while True:
-            cut = self._buffer.find(b"\n")
-            if cut < 0:
-                return
-            line, self._buffer = self._buffer[:cut].rstrip(b"\r"), self._buffer[cut + 1 :]
-            self._line(line, now)
-
-    def _line(self, line: bytes, now: float) -> None:
-        if not line:
-            if self._has_data:
-                self._on_event(self._id, self._data_bytes, now)
-            self._has_data, self._data_bytes = False, 0
-            return
-        if line.startswith(b":"):
-            self._on_comment(now)
-            return
-        field, _, value = line.partition(b":")
-        if value.startswith(b" "):
-            value = value[1:]
-        if field == b"data":
-            self._has_data = True
-            self._data_bytes += len(value)
-        elif field == b"id":
-            self._id = value.decode()
-
-
-class ChunkedDecoder:
-    """Transfer-Encoding: chunked, incrementally; `feed` returns the payload bytes."""
-
-    def __init__(self):
-        self._buffer = b""
-        self._remaining = 0  # payload bytes still due in the current chunk
-        self._trailer = 0  # CRLF bytes still due after the current chunk
-        self.finished = False
-
-    def feed(self, data: bytes) -> bytes:
-        self._buffer += data
-        out = []
-        while self._buffer and not self.finished:
-            if self._trailer:
-                skip = min(self._trailer, len(self._buffer))
-                self._buffer, self._trailer = self._buffer[skip:], self._trailer - skip
-                continue
-            if self._remaining:
-                piece = self._buffer[: self._remaining]
-                self._buffer = self._buffer[len(piece) :]
-                self._remaining -= len(piece)
-                out.append(piece)
-                if not self._remaining:
-                    self._trailer = 2
-                continue
-            cut = self._buffer.find(b"\r\n")
-            if cut < 0:
-                break
-            size = int(self._buffer[:cut].split(b";")[0], 16)
-            self._buffer = self._buffer[cut + 2 :]
-            if size == 0:
-                self.finished = True
-            else:
-                self._remaining = size
-        return b"".join(out)
+from bench.lib.processes import raise_open_files_limit  # noqa: E402
+from bench.lib.sse import Comment, EventStream, StreamEnded, request_bytes  # noqa: E402
 
 
 class Stream:
@@ -230,12 +147,16 @@ class Reader:
                 sock.bind((self.spec["source_ip"], 0))
             sock.settimeout(60)
             sock.connect((self.spec["host"], self.spec["port"]))
-            sock.sendall(self._request(stream))
+            host = f"{self.spec['host']}:{self.spec['port']}"
+            sock.sendall(request_bytes(stream.path, host, self.spec.get("headers", {})))
             sock.settimeout(None)
             self.counts["sent"] += 1
             if not self.spec.get("wait_first", True):
                 release_gate()
-            self._read(stream, sock, release_gate)
+            self._read(stream, EventStream(sock), release_gate)
+        except StreamEnded as ended:
+            if not self.stopping:
+                self._fail(stream, ended.reason)
         except Exception as error:  # noqa: BLE001 - every failure is a finding to record
             if not self.stopping:
                 self._fail(stream, f"{type(error).__name__}: {error}"[:200])
@@ -244,57 +165,26 @@ class Reader:
             if stream.sock is not None:
                 stream.sock.close()
 
-    def _read(self, stream: Stream, sock, release_gate) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = sock.recv(RECV_BYTES)
-            if not data:
-                self._fail(stream, "eof before headers")
-                return
-            head += data
-        now = time.monotonic()
-        raw_headers, _, rest = head.partition(b"\r\n\r\n")
-        status_line, *header_lines = raw_headers.decode("latin-1").split("\r\n")
-        stream.status = int(status_line.split()[1])
-        stream.t_headers = now
-        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
-        if stream.status != 200:
-            self._fail(stream, f"http {stream.status}: {rest[:120].decode('utf-8', 'replace')}")
-            return
-        chunked = headers.get("transfer-encoding", "").lower() == "chunked"
-        decoder = ChunkedDecoder() if chunked else None
-
-        def on_event(event_id, size, at):
+    def _read(self, stream: Stream, events: EventStream, release_gate) -> None:
+        """Record the stream's events and pings until it ends (StreamEnded says how)."""
+        stream.status = events.read_head()
+        stream.t_headers = events.head_time
+        events.expect_ok()
+        for at, item in events.items():
+            if isinstance(item, Comment):
+                stream.pings.append(at)
+                self.counts["pings"] += 1
+                continue
             if stream.t_first is None:
                 stream.t_first = at
                 self.counts["first_event"] += 1
                 release_gate()
             try:
-                parsed = int(event_id) if event_id is not None else None
+                parsed = int(item.id) if item.id is not None else None
             except ValueError:
                 parsed = None
-            stream.events.append((parsed, at, size))
+            stream.events.append((parsed, at, len(item.data)))
             self.counts["events"] += 1
-
-        def on_comment(at):
-            stream.pings.append(at)
-            self.counts["pings"] += 1
-
-        parser = SSEParser(on_event, on_comment)
-        data = rest
-        while True:
-            if data:
-                payload = decoder.feed(data) if decoder else data
-                parser.feed(payload, now)
-                if decoder and decoder.finished:
-                    self._fail(stream, "server ended the stream")
-                    return
-            data = sock.recv(RECV_BYTES)
-            now = time.monotonic()
-            if not data:
-                if not self.stopping:
-                    self._fail(stream, "eof")
-                return
 
     def report(self) -> None:
         while not self.stopping:
@@ -336,49 +226,33 @@ class Reader:
 
 
 class DirectChanges:
-    """hms-direct: a queue change without the HTTP write path, through the app's own code.
+    """hms-direct: a queue change without the HTTP write path, through the app's public seam.
 
-    In an app context of HMS (same database and Redis as the server): one transaction
-    that bumps the doctor's queue version, COMMIT, then what every service does after a
-    committed queue change: `invalidate_queue` and `notify_queue_changed`. As after any
-    change, `notify_queue_changed` builds the snapshot's events once in the publishing
-    process (here: this driver, so its CPU time includes that build) and sends them with
-    the message; the workers' streams write them. This isolates the fan-out (snapshot
-    build in the publisher, pub/sub, writes to the streams) from the cost of an API
-    write."""
+    In an app context of HMS (same database and Redis as the server): one unit of work
+    (`hms.core.uow.unit_of_work`) that calls `hms.queue.touch_queues_of_doctor`, the
+    function other packages call when what a snapshot shows of a doctor changes: it
+    bumps the version of the doctor's queues (and returns them) and does what every
+    queue change does: while a stream watches, the snapshot is read just before the
+    COMMIT and its events ride with the message; after the COMMIT the cache tag is
+    replaced and the broker told. This isolates the fan-out (pub/sub, the writes to the
+    streams) from the cost of an API write."""
 
     def __init__(self, env: dict):
-        import os
-
+        # Only this mode needs the app (the readers never import it), in the server's settings.
         os.environ.update(env)
         from hms import create_app
+        from hms.core.uow import unit_of_work
+        from hms.queue import touch_queues_of_doctor
 
         self.app = create_app()
+        self.unit_of_work, self.touch_queues_of_doctor = unit_of_work, touch_queues_of_doctor
 
     def change(self, doctor: int) -> int:
-        from sqlalchemy import text
-
-        from hms.appointments.queue import invalidate_queue
-        from hms.core.time import clinic_today
-        from hms.extensions import db
-        from hms.realtime.broker import notify_queue_changed
-
-        with self.app.app_context():
-            today = clinic_today()
-            try:
-                version = db.session.execute(
-                    text(
-                        "UPDATE queue_days SET version = version + 1 WHERE doctor_id = :doctor "
-                        "AND queue_date = :day RETURNING version"
-                    ),
-                    {"doctor": doctor, "day": today},
-                ).scalar_one()
-                db.session.commit()
-            finally:
-                db.session.remove()
-            invalidate_queue(doctor, today)
-            notify_queue_changed(doctor, today, version)
-        return version
+        with self.app.app_context(), self.unit_of_work():
+            touched = self.touch_queues_of_doctor(doctor)
+        if not touched:
+            raise RuntimeError(f"doctor {doctor} has no queue today")
+        return max(version for _, _, version in touched)
 
 
 class Driver:
@@ -473,7 +347,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 3 or argv[0] not in ("read", "drive"):
         print(__doc__)
         return 2
-    _raise_fd_limit()
+    raise_open_files_limit()
     with open(argv[1]) as spec_file:
         spec = json.load(spec_file)
     if argv[0] == "read":

@@ -9,7 +9,7 @@ For each size and each system (HMS first, then the baseline on the same size):
 1. A private redis-server with its default settings (maxclients 10000) on a free port,
    database 9, so the baseline's one-connection-per-stream cannot exhaust the Redis
    other processes on this machine use, and the client counts are this system's alone.
-2. HMS: database `hms_streams` recreated and migrated (bench/harness.py), doctors =
+2. HMS: database `hms_streams` recreated and migrated (bench/lib/), doctors =
    streams / 20 (the per-doctor limit) each with today's queue, a display account;
    gunicorn with 2 gevent workers (gunicorn.conf.py). Baseline: bench/flask_sse_app.py
    (flask-sse's blueprint) under the same gunicorn settings and the same Redis.
@@ -31,8 +31,9 @@ For each size and each system (HMS first, then the baseline on the same size):
 
 The clients share the machine with the servers: the readers' and the driver's CPU seconds
 are recorded (reader_cpu_seconds; driver_cpu_seconds per phase) to tell whether the client
-limits a figure. In the direct phases the driver also builds each change's snapshot
-events, as any publisher does (hms/realtime/broker.py), so that build is in its CPU.
+limits a figure. In the direct phases the driver calls the app's public
+`hms.queue.touch_queues_of_doctor` in a unit of work (no HTTP): like any watched change,
+it reads the snapshot before its commit and the message carries the events.
 
 Latency is measured from the START of the change request (before it is written) to the
 arrival of the event, and also from the moment the answer was read. The commit happens
@@ -61,7 +62,13 @@ import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+
+from bench.lib import processes, results, services
+from bench.lib.http import get_token
+from bench.lib.seed import PASSWORD, seed_clinic
+from bench.stream_report import SYSTEMS, render
 
 SECTION = "stream_capacity"
 # bench/run.py options this script takes (--duration: seconds of each change phase).
@@ -73,7 +80,6 @@ AIM_STREAMS = 10_000
 AIM_KB_PER_STREAM = 32
 AIM_P99_MS = 500
 AIM_RATE = 100
-SYSTEMS = ("hms", "flask-sse")
 DEFAULT_MESSAGE_BYTES = 2048
 
 
@@ -111,14 +117,6 @@ def _proc_status_kb(pid: int, field: str) -> int:
     return 0
 
 
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _schedstat(pid: int) -> tuple[float, float]:
     """(seconds on a CPU, seconds runnable but waiting for one): the second tells how much a
     busy machine held the process back."""
@@ -145,17 +143,11 @@ def _open_sockets(pid: int) -> int:
 
 def _workers_snapshot(pids: list[int]) -> dict:
     per_worker = [
-        {"pid": pid, "rss_kb": _proc_status_kb(pid, "VmRSS"), "cpu_s": round(_cpu_seconds(pid), 2),
+        {"pid": pid, "rss_kb": _proc_status_kb(pid, "VmRSS"), "cpu_s": round(processes.cpu_seconds([pid]), 2),
          "runqueue_wait_s": round(_schedstat(pid)[1], 2), "sockets": _open_sockets(pid)}
         for pid in pids
     ]  # fmt: skip
     return {"rss_kb": sum(w["rss_kb"] for w in per_worker), "workers": per_worker}
-
-
-def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 # --- a private Redis ------------------------------------------------------------------------
@@ -170,9 +162,7 @@ class PrivateRedis:
     failure path with few streams during development."""
 
     def __init__(self, out_dir: Path, name: str, db: int, maxclients: int | None = None):
-        from bench import harness
-
-        self.port = harness.free_port()
+        self.port = processes.free_port()
         self.log = out_dir / f"redis-{name}-{self.port}.log"
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -458,167 +448,209 @@ def _wait(predicate, timeout: float, stall: float | None = None, progress=None) 
     return predicate()
 
 
-def run_scenario(system: str, streams: int, args, out_dir: Path, message_bytes: int) -> dict:
-    from bench import harness
+@dataclass
+class Target:
+    """The system under test, started: where its streams are and how to change its queues."""
 
-    tag = f"{system}-{streams}"
-    doctors_needed = math.ceil(streams / PER_DOCTOR)
-    print(f"\n== {system}: {streams} streams over {doctors_needed} doctors ==", flush=True)
-    redis_server = PrivateRedis(out_dir, tag, args.redis_db, args.redis_maxclients)
-    redis_url = redis_server.url(args.redis_db)
-    server = readers = None
-    notes = []
-    try:
-        if system == "hms":
-            dsn = harness.fresh_database(args.database)
-            drift = harness.build_schema(dsn, redis_url, args.schema)
-            if drift:
-                notes.append("migration drift: " + "; ".join(drift))
-            queue_length = args.queue_length
-            seed = harness.seed_clinic(
-                dsn, doctors=doctors_needed, patients=2000, queue_length=queue_length, completed_history=20
-            )
-            _add_display_account(dsn)
-            extra = dict(args.server_env_vars)
-            if args.heartbeat:
-                extra["SSE_HEARTBEAT_SECONDS"] = str(args.heartbeat)
-            server = harness.start_server(
-                "wsgi:app",
-                dsn=dsn,
-                redis_url=redis_url,
-                workers=args.workers,
-                name=f"stream-{tag}",
-                extra_env=extra,
-            )
-            stream_token = harness.get_token(server.base, "bench-display")
-            admin_token = harness.get_token(server.base, seed.admin)
-            doctor_ids = seed.doctor_ids[:doctors_needed]
-            headers = {"Authorization": f"Bearer {stream_token}"}
-            paths = {d: f"/api/queue/{d}/stream" for d in doctor_ids}
-            heartbeat = float(args.heartbeat or 15)
-        else:
-            dsn = extra = None
-            queue_length = None
-            server = harness.start_server(
-                "bench.flask_sse_app:app",
-                dsn=harness.dsn_for(args.database),
-                redis_url=redis_url,
-                workers=args.workers,
-                name=f"stream-{tag}",
-            )
-            doctor_ids = list(range(1, doctors_needed + 1))
-            headers = {}
-            paths = {d: f"/stream?channel=doctor-{d}" for d in doctor_ids}
-            heartbeat = None
-        for _ in range(20):  # warm both workers' code paths a little
-            harness.http_get(server.base + "/readyz")
-        time.sleep(1.0)
-        pids = server.worker_pids()
-        before = {"workers": _workers_snapshot(pids), "redis": redis_server.stats()}
-        print(f"   before: workers RSS {before['workers']['rss_kb']} kB, redis clients {before['redis']['clients']}",
-              flush=True)  # fmt: skip
+    server: processes.Server
+    doctor_ids: list[int]
+    headers: dict  # the streams' request headers
+    paths: dict[int, str]  # doctor -> stream path
+    heartbeat: float | None
+    queue_length: int | None = None
+    admin_token: str | None = None  # HMS: the changes through the API
+    app_env: dict | None = None  # HMS: the direct changes' app settings
 
-        # Streams: stream i follows doctor i % doctors, so each doctor's 20 are spread
-        # over the reader processes.
+
+class Scenario:
+    """One system at one size: streams opened, held idle, then the change phases; the result dict."""
+
+    def __init__(self, system: str, streams: int, args, out_dir: Path, message_bytes: int):
+        self.system, self.streams, self.args, self.out_dir = system, streams, args, out_dir
+        self.message_bytes = message_bytes
+        self.tag = f"{system}-{streams}"
+        self.doctors_needed = math.ceil(streams / PER_DOCTOR)
+        self.notes: list[str] = []
+        self.phases: dict[str, float] = {}
+        self.redis_server: PrivateRedis | None = None
+        self.target: Target | None = None
+        self.readers: Readers | None = None
+        self.pids: list[int] = []  # the gunicorn workers, once warm
+
+    def run(self) -> dict:
+        print(f"\n== {self.system}: {self.streams} streams over {self.doctors_needed} doctors ==", flush=True)
+        args = self.args
+        self.redis_server = PrivateRedis(self.out_dir, self.tag, args.redis_db, args.redis_maxclients)
+        try:
+            redis_url = self.redis_server.url(args.redis_db)
+            self.target = (
+                self._start_hms(redis_url) if self.system == "hms" else self._start_baseline(redis_url)
+            )
+            for _ in range(20):  # warm both workers' code paths a little
+                processes.http_get(self.target.server.base + "/readyz")
+            time.sleep(1.0)
+            self.pids = self.target.server.worker_pids()
+            before = self.snapshot("before")
+            self._open_streams()
+            time.sleep(2.0)
+            after_open = self.snapshot()
+            self.phases["idle_start"] = time.monotonic()
+            time.sleep(args.idle)
+            self.phases["idle_end"] = time.monotonic()
+            after_idle = self.snapshot()
+            print(f"   idle {args.idle:.0f} s: pings so far {self.readers.total('pings')}, ended "
+                  f"{self.readers.total('ended')}", flush=True)  # fmt: skip
+            rate_phases = self._change_phases(after_idle)
+            self.phases["stop"] = time.monotonic()
+            reader_results, self.readers = self.readers.stop(), None
+            return self._result(reader_results, rate_phases, before, after_open, after_idle)
+        finally:
+            if self.readers is not None:
+                self.readers.kill()
+            if self.target is not None:
+                self.target.server.stop()
+            self.redis_server.stop()
+
+    def snapshot(self, label: str | None = None) -> dict:
+        """The workers' memory, CPU and sockets and the Redis clients, now."""
+        snap = {
+            "workers": _workers_snapshot(self.pids),
+            "redis": self.redis_server.stats(),
+        }
+        if label:
+            print(f"   {label}: workers RSS {snap['workers']['rss_kb']} kB, redis clients {snap['redis']['clients']}",
+                  flush=True)  # fmt: skip
+        return snap
+
+    def _start_hms(self, redis_url: str) -> Target:
+        args = self.args
+        dsn = services.fresh_database(args.database)
+        drift = services.build_schema(dsn, redis_url, args.schema)
+        if drift:
+            self.notes.append("migration drift: " + "; ".join(drift))
+        seed = seed_clinic(
+            dsn,
+            doctors=self.doctors_needed,
+            patients=2000,
+            queue_length=args.queue_length,
+            completed_history=20,
+        )
+        _add_display_account(dsn)
+        extra = dict(args.server_env_vars)
+        if args.heartbeat:
+            extra["SSE_HEARTBEAT_SECONDS"] = str(args.heartbeat)
+        server = processes.start_server("wsgi:app", dsn=dsn, redis_url=redis_url, workers=args.workers,
+                                        name=f"stream-{self.tag}", extra_env=extra)  # fmt: skip
+        self.target = Target(server, [], {}, {}, None)  # stopped at the end even if what follows fails
+        stream_token = get_token(server.base, "bench-display", PASSWORD)
+        doctor_ids = seed.doctor_ids[: self.doctors_needed]
+        app_env = {
+            key: value
+            for key, value in services.app_env(dsn, redis_url, **extra).items()
+            if key in ("HMS_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CLINIC_TIMEZONE")
+            or key.startswith("SSE_")
+        }
+        return Target(
+            server,
+            doctor_ids,
+            headers={"Authorization": f"Bearer {stream_token}"},
+            paths={d: f"/api/queue/{d}/stream" for d in doctor_ids},
+            heartbeat=float(args.heartbeat or 15),
+            queue_length=args.queue_length,
+            admin_token=get_token(server.base, seed.admin, seed.password),
+            app_env=app_env,
+        )
+
+    def _start_baseline(self, redis_url: str) -> Target:
+        server = processes.start_server("bench.flask_sse_app:app", dsn=services.dsn_for(self.args.database),
+                                        redis_url=redis_url, workers=self.args.workers, name=f"stream-{self.tag}")  # fmt: skip
+        doctor_ids = list(range(1, self.doctors_needed + 1))
+        return Target(server, doctor_ids, {}, {d: f"/stream?channel=doctor-{d}" for d in doctor_ids}, None)
+
+    def _open_streams(self) -> None:
+        """The reader processes open every stream; back when each is held (or failed)."""
+        target, args, streams = self.target, self.args, self.streams
+        # Stream i follows doctor i % doctors, so each doctor's 20 are spread over the readers.
         specs = [
-            {"host": "127.0.0.1", "port": server.port, "source_ip": f"127.0.0.{2 + n}", "headers": headers,
-             "concurrency": args.open_concurrency, "wait_first": system == "hms", "streams": []}
+            {"host": "127.0.0.1", "port": target.server.port, "source_ip": f"127.0.0.{2 + n}",
+             "headers": target.headers, "concurrency": args.open_concurrency, "wait_first": self.system == "hms",
+             "streams": []}
             for n in range(args.clients)
         ]  # fmt: skip
         for index in range(streams):
-            doctor = doctor_ids[index % len(doctor_ids)]
+            doctor = target.doctor_ids[index % len(target.doctor_ids)]
             specs[index % args.clients]["streams"].append(
-                {"index": index, "doctor": doctor, "path": paths[doctor]}
+                {"index": index, "doctor": doctor, "path": target.paths[doctor]}
             )
-        phases = {"open_start": time.monotonic()}
-        readers = Readers(specs, out_dir, tag)
-        open_timeout = 120 + streams / 20
-        if system == "hms":
-            _wait(
-                lambda: readers.total("first_event") + readers.total("failed") >= streams,
-                open_timeout,
-                stall=60,
-                progress=lambda: (readers.total("first_event"), readers.total("failed")),
-            )
-        else:
-            _wait(
-                lambda: readers.total("sent") + readers.total("failed") >= streams,
-                open_timeout,
-                stall=60,
-                progress=lambda: (readers.total("sent"), readers.total("failed")),
-            )
-            channels = [f"doctor-{d}" for d in doctor_ids]
-            # Wait for the subscriptions to settle, then publish the first message to
-            # every channel until every stream that can receive has received one.
-            _wait(lambda: redis_server.numsub(channels) >= streams, 60, stall=10,
-                  progress=lambda: redis_server.numsub(channels))  # fmt: skip
-            notes.append(f"flask-sse: {redis_server.numsub(channels)} subscribers in Redis after the opens")
-            _publish_first_messages(redis_server, doctor_ids, message_bytes, readers, streams)
-        phases["opened"] = time.monotonic()
+        self.phases["open_start"] = time.monotonic()
+        readers = self.readers = Readers(specs, self.out_dir, self.tag)
+        # HMS sends a snapshot at once; flask-sse sends nothing until a message.
+        held = "first_event" if self.system == "hms" else "sent"
+        _wait(lambda: readers.total(held) + readers.total("failed") >= streams, 120 + streams / 20, stall=60,
+              progress=lambda: (readers.total(held), readers.total("failed")))  # fmt: skip
+        if self.system != "hms":
+            self._first_baseline_messages()
+        self.phases["opened"] = time.monotonic()
         print(f"   opened: first event on {readers.total('first_event')}, failed {readers.total('failed')} "
-              f"in {phases['opened'] - phases['open_start']:.1f} s", flush=True)  # fmt: skip
-        time.sleep(2.0)
-        after_open = {"workers": _workers_snapshot(pids), "redis": redis_server.stats()}
+              f"in {self.phases['opened'] - self.phases['open_start']:.1f} s", flush=True)  # fmt: skip
 
-        phases["idle_start"] = time.monotonic()
-        time.sleep(args.idle)
-        phases["idle_end"] = time.monotonic()
-        after_idle = {"workers": _workers_snapshot(pids), "redis": redis_server.stats()}
-        print(f"   idle {args.idle:.0f} s: pings so far {readers.total('pings')}, ended {readers.total('ended')}",
-              flush=True)  # fmt: skip
+    def _first_baseline_messages(self) -> None:
+        """flask-sse: wait for the subscriptions to settle, then publish the first message to
+        every channel until every stream that can receive has received one."""
+        redis_server, doctor_ids = self.redis_server, self.target.doctor_ids
+        channels = [f"doctor-{d}" for d in doctor_ids]
+        _wait(lambda: redis_server.numsub(channels) >= self.streams, 60, stall=10,
+              progress=lambda: redis_server.numsub(channels))  # fmt: skip
+        self.notes.append(f"flask-sse: {redis_server.numsub(channels)} subscribers in Redis after the opens")
+        _publish_first_messages(redis_server, doctor_ids, self.message_bytes, self.readers, self.streams)
 
-        shuffled = list(doctor_ids)
-        random.Random(7).shuffle(shuffled)
-        rate_phases, next_version, before_phase = [], 2, after_idle
-        if system == "hms":
+    def _change_phases(self, before_phase: dict) -> list[dict]:
+        """Each phase of changes (HMS: direct first, then through the API), one driver run each."""
+        args = self.args
+        doctors = list(self.target.doctor_ids)
+        random.Random(7).shuffle(doctors)
+        if self.system == "hms":
             plan = [("direct", rate) for rate in args.direct_rates] + [("api", rate) for rate in args.rates]
         else:  # the baseline's publish route is its API: one phase per rate
             plan = [("api", rate) for rate in sorted(set(args.rates) | set(args.direct_rates))]
+        rate_phases, next_version = [], 2
         for via, rate in plan:
-            driver_spec = {
-                "host": "127.0.0.1",
-                "port": server.port,
-                "mode": "hms-direct" if via == "direct" else system,
-                "rate": rate,
-                "duration": args.duration,
-                "doctors": shuffled,
-                "size": message_bytes,
-                "first_version": next_version,
-                "max_in_flight": 200,
-            }
-            if system == "hms":
-                driver_spec["token"] = admin_token
-                driver_spec["app_env"] = {
-                    key: value
-                    for key, value in harness.app_env(dsn, redis_url, **extra).items()
-                    if key in ("HMS_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CLINIC_TIMEZONE")
-                    or key.startswith("SSE_")
-                }
-            t_from = time.monotonic()
-            driven = run_driver(driver_spec, out_dir, f"{tag}-{via}-{rate:g}")
-            # Drain: at least --drain seconds, then until no event has arrived for 3 s.
-            time.sleep(args.drain)
-            _wait(lambda: False, 120, stall=3, progress=lambda: readers.total("events"))
-            t_to = time.monotonic()
-            snap = {"workers": _workers_snapshot(pids), "redis": redis_server.stats()}
-            cpu = _cpu_total(snap) - _cpu_total(before_phase)
-            waited = _wait_total(snap) - _wait_total(before_phase)
-            before_phase = snap
-            versions = [row["version"] for row in driven["rows"] if row.get("version") is not None]
+            phase, before_phase = self._change_phase(via, rate, doctors, next_version, before_phase)
+            versions = [row["version"] for row in phase["rows"] if row.get("version") is not None]
             next_version = max(versions, default=next_version) + 1
-            rate_phases.append({
-                "via": via, "rate": rate, "duration": args.duration, "t_from": t_from, "t_to": t_to, "rows": driven["rows"],
-                "driver_cpu_seconds": round(driven.get("cpu_seconds", 0), 1), "worker_cpu_seconds": round(cpu, 1),
-                "worker_runqueue_wait_seconds": round(waited, 1), "phase_seconds": round(t_to - t_from, 1),
-                "rss_after_kb": snap["workers"]["rss_kb"], "redis_after": snap["redis"],
-            })  # fmt: skip
-            print(f"   {rate:g} changes/s ({via}): {sum(r['status'] == 200 for r in driven['rows'])}/{len(driven['rows'])} ok",
-                  flush=True)  # fmt: skip
-        phases["stop"] = time.monotonic()
-        reader_results = readers.stop()
-        readers = None
+            rate_phases.append(phase)
+        return rate_phases
+
+    def _change_phase(self, via: str, rate: float, doctors: list[int], first_version: int, before: dict):
+        """One driver run, then the drain; (the phase, the snapshot after it)."""
+        args, target = self.args, self.target
+        spec = {"host": "127.0.0.1", "port": target.server.port, "mode": "hms-direct" if via == "direct" else self.system,
+                "rate": rate, "duration": args.duration, "doctors": doctors, "size": self.message_bytes,
+                "first_version": first_version, "max_in_flight": 200}  # fmt: skip
+        if self.system == "hms":
+            spec["token"], spec["app_env"] = target.admin_token, target.app_env
+        t_from = time.monotonic()
+        driven = run_driver(spec, self.out_dir, f"{self.tag}-{via}-{rate:g}")
+        # Drain: at least --drain seconds, then until no event has arrived for 3 s.
+        time.sleep(args.drain)
+        _wait(lambda: False, 120, stall=3, progress=lambda: self.readers.total("events"))
+        t_to = time.monotonic()
+        snap = self.snapshot()
+        phase = {
+            "via": via, "rate": rate, "duration": args.duration, "t_from": t_from, "t_to": t_to, "rows": driven["rows"],
+            "driver_cpu_seconds": round(driven.get("cpu_seconds", 0), 1),
+            "worker_cpu_seconds": round(_cpu_total(snap) - _cpu_total(before), 1),
+            "worker_runqueue_wait_seconds": round(_wait_total(snap) - _wait_total(before), 1),
+            "phase_seconds": round(t_to - t_from, 1), "rss_after_kb": snap["workers"]["rss_kb"], "redis_after": snap["redis"],
+        }  # fmt: skip
+        ok = sum(r["status"] == 200 for r in driven["rows"])
+        print(f"   {rate:g} changes/s ({via}): {ok}/{len(driven['rows'])} ok", flush=True)
+        return phase, snap
+
+    def _result(self, reader_results, rate_phases, before, after_open, after_idle) -> dict:
+        phases = self.phases
         all_streams = [s for result in reader_results for s in result["streams"]]
-        capacity = analyse_streams(all_streams, phases, heartbeat)
+        capacity = analyse_streams(all_streams, phases, self.target.heartbeat)
         changes = []
         for phase in rate_phases:
             rows = phase.pop("rows")
@@ -629,11 +661,8 @@ def run_scenario(system: str, streams: int, args, out_dir: Path, message_bytes: 
         idle_cpu = _cpu_total(after_idle) - _cpu_total(after_open)
         event_bytes = [c["mean_event_bytes"] for c in changes if c["mean_event_bytes"]]
         result = {
-            "system": system,
-            "streams": streams,
-            "doctors": doctors_needed,
-            "queue_length": queue_length,
-            "workers": args.workers,
+            "system": self.system, "streams": self.streams, "doctors": self.doctors_needed,
+            "queue_length": self.target.queue_length, "workers": self.args.workers,
             **capacity,
             "rss_before_kb": before["workers"]["rss_kb"],
             "rss_after_open_kb": after_open["workers"]["rss_kb"],
@@ -646,28 +675,30 @@ def run_scenario(system: str, streams: int, args, out_dir: Path, message_bytes: 
             "redis_before": before["redis"],
             "redis_after_open": after_open["redis"],
             "redis_clients": after_open["redis"]["clients"],
-            "message_bytes": round(sum(event_bytes) / len(event_bytes)) if system == "hms" and event_bytes
-            else message_bytes,
+            "message_bytes": round(sum(event_bytes) / len(event_bytes)) if self.system == "hms" and event_bytes
+            else self.message_bytes,
             "changes": changes,
             "reader_cpu_seconds": [round(r.get("cpu_seconds", 0), 1) for r in reader_results],
-            "server_log": _log_findings(server.log_path),
-            "notes": notes,
+            "server_log": _log_findings(self.target.server.log_path),
+            "notes": self.notes,
         }  # fmt: skip
-        print(f"   held {held}/{streams}, RSS/stream {result['rss_per_stream_kb']} kB, redis clients "
-              f"{result['redis_clients']}, idle CPU {result['worker_cpu_idle_percent_of_one_core']}% of a core",
-              flush=True)  # fmt: skip
-        for phase in changes:
-            delivery = phase["delivery"]
-            print(f"   at {phase['rate']:g}/s ({phase['via']}): answers p50/p99 {phase['answer_ms']['p50']}/{phase['answer_ms']['p99']} ms, "
-                  f"delivery from start p50/p99 {delivery['from_start_ms']['p50']}/{delivery['from_start_ms']['p99']} ms, "
-                  f"undelivered {delivery['undelivered']}/{delivery['pairs']}", flush=True)  # fmt: skip
+        _print_result(result)
         return result
-    finally:
-        if readers is not None:
-            readers.kill()
-        if server is not None:
-            server.stop()
-        redis_server.stop()
+
+
+def _print_result(result: dict) -> None:
+    print(f"   held {result['held_after_open']}/{result['streams']}, RSS/stream {result['rss_per_stream_kb']} kB, "
+          f"redis clients {result['redis_clients']}, idle CPU {result['worker_cpu_idle_percent_of_one_core']}% of a core",
+          flush=True)  # fmt: skip
+    for phase in result["changes"]:
+        delivery, answer = phase["delivery"], phase["answer_ms"]
+        print(f"   at {phase['rate']:g}/s ({phase['via']}): answers p50/p99 {answer['p50']}/{answer['p99']} ms, "
+              f"delivery from start p50/p99 {delivery['from_start_ms']['p50']}/{delivery['from_start_ms']['p99']} ms, "
+              f"undelivered {delivery['undelivered']}/{delivery['pairs']}", flush=True)  # fmt: skip
+
+
+def run_scenario(system: str, streams: int, args, out_dir: Path, message_bytes: int) -> dict:
+    return Scenario(system, streams, args, out_dir, message_bytes).run()
 
 
 def _cpu_total(snapshot: dict) -> float:
@@ -682,8 +713,6 @@ def _add_display_account(dsn: str) -> None:
     import psycopg
     from werkzeug.security import generate_password_hash
 
-    from bench import harness
-
     with psycopg.connect(dsn) as conn:
         conn.execute(
             """
@@ -691,7 +720,7 @@ def _add_display_account(dsn: str) -> None:
                                created_at, updated_at)
             VALUES ('bench-display', %s, 'Bench Display', 'display', true, true, 0, now(), now())
             """,
-            (generate_password_hash(harness.PASSWORD, method="scrypt"),),
+            (generate_password_hash(PASSWORD, method="scrypt"),),
         )
 
 
@@ -726,7 +755,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument(
         "--direct-rate",
         default="100",
-        help="HMS only: phases of direct changes (commit + invalidate + notify in the driver, no HTTP), "
+        help="HMS only: phases of direct changes (hms.queue.touch_queues_of_doctor in the driver, no HTTP), "
         "isolating the fan-out from the write path; 0 for none (default 100)",
     )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of changes (default 20)")
@@ -734,6 +763,35 @@ def parse_args(argv: list[str] | None = None):
         "--idle", type=float, default=20.0, help="idle seconds before the changes (default 20)"
     )
     parser.add_argument("--drain", type=float, default=5.0, help="seconds to wait after the last change")
+    _server_options(parser)
+    return _checked(parser, parser.parse_args(argv))
+
+
+def _checked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """The options as the run uses them (lists, the queue length), or a usage error."""
+    if args.quick:
+        args.streams, args.rate, args.direct_rate, args.duration, args.idle = "200", "20", "20", 10.0, 17.0
+    args.stream_counts = [int(n) for n in args.streams.split(",") if n.strip()]
+    args.rates = sorted(float(n) for n in args.rate.split(",") if n.strip() and float(n) > 0)
+    args.direct_rates = sorted(float(n) for n in args.direct_rate.split(",") if n.strip() and float(n) > 0)
+    # Every size gets the same queue length (so the same snapshot size): enough WAITING
+    # patients for the `next` calls of the size with the fewest doctors, at least 20.
+    fewest_doctors = math.ceil(min(args.stream_counts) / PER_DOCTOR)
+    needed = math.ceil(sum(args.rates) * args.duration / fewest_doctors) + 3
+    args.queue_length = args.queue_length or max(20, needed)
+    bad = [item for item in args.server_env if "=" not in item]
+    if bad:
+        parser.error(f"--server-env takes NAME=VALUE, not {bad[0]!r}")
+    args.server_env_vars = dict(item.split("=", 1) for item in args.server_env)
+    args.system_list = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = set(args.system_list) - set(SYSTEMS)
+    if unknown:
+        parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
+    return args
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the servers, the readers and the results."""
     parser.add_argument("--workers", type=int, default=2, help="gunicorn gevent workers (default 2)")
     parser.add_argument("--clients", type=int, default=2, help="reader processes (default 2)")
     parser.add_argument("--open-concurrency", type=int, default=100, help="opens in flight per reader")
@@ -781,40 +839,16 @@ def parse_args(argv: list[str] | None = None):
         action="store_true",
         help="200 streams, 20 changes/s (2 per doctor and second) for 10 s, 17 s idle",
     )
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.streams, args.rate, args.direct_rate, args.duration, args.idle = "200", "20", "20", 10.0, 17.0
-    args.stream_counts = [int(n) for n in args.streams.split(",") if n.strip()]
-    args.rates = sorted(float(n) for n in args.rate.split(",") if n.strip() and float(n) > 0)
-    args.direct_rates = sorted(float(n) for n in args.direct_rate.split(",") if n.strip() and float(n) > 0)
-    # Every size gets the same queue length (so the same snapshot size): enough WAITING
-    # patients for the `next` calls of the size with the fewest doctors, at least 20.
-    fewest_doctors = math.ceil(min(args.stream_counts) / PER_DOCTOR)
-    needed = math.ceil(sum(args.rates) * args.duration / fewest_doctors) + 3
-    args.queue_length = args.queue_length or max(20, needed)
-    bad = [item for item in args.server_env if "=" not in item]
-    if bad:
-        parser.error(f"--server-env takes NAME=VALUE, not {bad[0]!r}")
-    args.server_env_vars = dict(item.split("=", 1) for item in args.server_env)
-    args.system_list = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = set(args.system_list) - set(SYSTEMS)
-    if unknown:
-        parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
-    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench import harness
-
     args = parse_args(argv)
-    _raise_fd_limit()
-    harness.ensure_services()
-    out_dir = harness.OUT_DIR / "stream_capacity"
+    processes.raise_open_files_limit()
+    services.ensure_services()
+    out_dir = results.OUT_DIR / "stream_capacity"
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = harness.environment(harness.dsn_for("postgres"))
-    from importlib import metadata
-
-    env["packages"]["Flask-SSE"] = metadata.version("Flask-SSE")
+    env = results.environment(services.dsn_for("postgres"))
+    env["packages"]["Flask-SSE"] = results.package_version("Flask-SSE")
     env["ulimit_n"] = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     scenarios = []
     for streams in args.stream_counts:
@@ -832,6 +866,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "rates": args.rates,
             "direct_rates": args.direct_rates,
+            "direct_changes": "hms.queue.touch_queues_of_doctor",
             "duration": args.duration,
             "idle": args.idle,
             "workers": args.workers,
@@ -857,253 +892,20 @@ def main(argv: list[str] | None = None) -> int:
     ]
     ok = all("error" not in s for s in scenarios)
     if args.quick or args.result_file:
-        path = Path(args.result_file) if args.result_file else harness.OUT_DIR / "stream_capacity-quick.json"
+        path = Path(args.result_file) if args.result_file else results.OUT_DIR / "stream_capacity-quick.json"
         env["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
         path.write_text(json.dumps({"section": SECTION, "title": TITLE, "order": ORDER,
-                                    "renderer": "bench.stream_capacity:render", "command": harness.command_line(),
+                                    "renderer": "bench.stream_capacity:render", "command": results.command_line(),
                                     "ok": ok, "notes": notes, "environment": env, "data": data},
                                    indent=1, default=str) + "\n")  # fmt: skip
     else:
-        path = harness.write_result(
+        path = results.write_result(
             SECTION, title=TITLE, order=ORDER, renderer="bench.stream_capacity:render", data=data, env=env, ok=ok,
             notes=notes,
         )  # fmt: skip
     print(f"\nwrote {path}", flush=True)
     print(render(json.loads(path.read_text())), flush=True)
     return 0 if ok else 1
-
-
-# --- BENCHMARKS.md --------------------------------------------------------------------------
-
-
-def _fmt(value, digits: int = 0) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return f"{value:,}"
-
-
-def _ratio(a, b) -> str:
-    if a is None or b in (None, 0):
-        return "—"
-    return f"{a / b:.2f}×"
-
-
-def _main_phase(scenario: dict, rate: float, via: str = "api") -> dict | None:
-    """The change phase at the aim's rate (through the API, or direct; the baseline has only
-    its publish route), else the fastest one run that way."""
-    phases = [
-        p for p in scenario.get("changes") or [] if p.get("via", "api") == via or scenario["system"] != "hms"
-    ]
-    exact = [phase for phase in phases if phase["rate"] == rate]
-    return exact[0] if exact else (max(phases, key=lambda phase: phase["rate"]) if phases else None)
-
-
-def render(result: dict) -> str:
-    """The BENCHMARKS.md section from bench/results/stream_capacity.json."""
-    data = result["data"]
-    settings, aims = data["settings"], data["aims"]
-    scenarios = [s for s in data["scenarios"] if "error" not in s]
-    rates = ", ".join(f"{rate:g}" for rate in settings["rates"]) or "—"
-    direct_rates = ", ".join(f"{rate:g}" for rate in settings.get("direct_rates", [])) or "—"
-    # bench/report.py adds the heading, the command, date, machine and software versions.
-    lines = [
-        f"{settings['workers']} gevent workers (gunicorn.conf.py), {settings['per_doctor']} streams per doctor, "
-        "a private redis-server with its default settings (maxclients 10000) per run (the benchmark keeps 2 "
-        "connections of its own there, so 9,998 remain for the system measured), "
-        f"{settings['reader_processes']} reader processes (bench/sse_client.py: raw gevent sockets). After the "
-        f"opens, {settings['idle']:g} s idle (HMS heartbeat every {settings['heartbeat_seconds']} s), then "
-        f"{settings['duration']:g} s of queue changes per phase from a separate open-loop driver, round-robin "
-        "over the doctors, each change reaching that doctor's 20 streams: HMS through the API at "
-        f"{rates}/s (`POST /api/queue/<id>/next`); HMS direct at {direct_rates}/s (the driver commits a version "
-        "bump itself and calls the app's `invalidate_queue` and `notify_queue_changed`, as a service does after "
-        "its commit, which builds the snapshot's events once in the publisher, here the driver, and sends them "
-        "with the message: the fan-out without the cost of an API write); flask-sse through its publish route "
-        "(`sse.publish` of a message the size of HMS's snapshots) at each of those rates. RSS per stream = growth of "
-        "the workers' summed VmRSS from before the first stream to after all are open, over the streams held. "
-        "Delivery = event arrival − start of the change request (includes the request's own work; the commit "
-        "lies between its start and its answer).",
-        "",
-        f"| system | streams | held | RSS per stream (KB) | Redis clients | delivery p50 / p99 ms at "
-        f"{aims['rate']} changes/s through the API | undelivered | fan-out only (direct changes) p50 / p99 ms | "
-        "heartbeats in idle window | worker CPU idle |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for scenario in data["scenarios"]:
-        if "error" in scenario:
-            lines.append(f"| {scenario['system']} | {_fmt(scenario['streams'])} | run failed: {scenario['error']} "
-                         "| | | | | | | |")  # fmt: skip
-            continue
-        phase = _main_phase(scenario, aims["rate"])
-        delivery = phase["delivery"] if phase else None
-        label = "" if not phase or phase["rate"] == aims["rate"] else f" (at {phase['rate']:g}/s)"
-        direct = _main_phase(scenario, aims["rate"], "direct")
-        if direct is None or scenario["system"] != "hms":
-            fan_out = "same as through the API" if scenario["system"] != "hms" else "—"
-        else:
-            fan_out = (
-                f"{_fmt(direct['delivery']['from_start_ms']['p50'], 1)} / "
-                f"{_fmt(direct['delivery']['from_start_ms']['p99'], 1)}"
-                + ("" if direct["rate"] == aims["rate"] else f" (at {direct['rate']:g}/s)")
-            )
-        heartbeat = (
-            f"{_fmt(scenario['streams_with_ping_in_idle_window'])} streams"
-            if scenario["heartbeat_seconds"]
-            else "none sent"
-        )
-        lines.append(
-            f"| {scenario['system']} | {_fmt(scenario['streams'])} | {_fmt(scenario['held_to_end'])} | "
-            f"{_fmt(scenario['rss_per_stream_kb'], 1)} | {_fmt(scenario['redis_clients'])} | "
-            + (
-                f"none: {_fmt(phase['ok'])} of {_fmt(phase['sent'])} changes went out | — | "
-                if delivery and not phase["ok"]
-                else f"{_fmt(delivery['from_start_ms']['p50'], 1)} / {_fmt(delivery['from_start_ms']['p99'], 1)}{label} | "
-                f"{_fmt(delivery['undelivered'])} of {_fmt(delivery['pairs'])} | "
-                if delivery
-                else "— | — | "
-            )
-            + f"{fan_out} | {heartbeat} | {scenario['worker_cpu_idle_percent_of_one_core']}% of a core |"
-        )
-    by_key = {(s["system"], s["streams"]): s for s in scenarios}
-    ratio_lines = []
-    for (system, streams), scenario in sorted(by_key.items(), key=lambda item: item[0][1]):
-        base = by_key.get(("flask-sse", streams))
-        if system != "hms" or base is None:
-            continue
-        mine, theirs = _main_phase(scenario, aims["rate"]), _main_phase(base, aims["rate"])
-        delivery = (
-            f"{_ratio(mine['delivery']['from_start_ms']['p50'], theirs['delivery']['from_start_ms']['p50'])} / "
-            f"{_ratio(mine['delivery']['from_start_ms']['p99'], theirs['delivery']['from_start_ms']['p99'])}"
-            if mine and theirs
-            else "—"
-        )
-        direct = _main_phase(scenario, aims["rate"], "direct")
-        fan_out = (
-            f"{_ratio(direct['delivery']['from_start_ms']['p50'], theirs['delivery']['from_start_ms']['p50'])} / "
-            f"{_ratio(direct['delivery']['from_start_ms']['p99'], theirs['delivery']['from_start_ms']['p99'])}"
-            if direct and theirs and direct["rate"] == theirs["rate"]
-            else "—"
-        )
-        ratio_lines.append(
-            f"| {_fmt(streams)} | {_ratio(scenario['held_to_end'], base['held_to_end'])} | "
-            f"{_ratio(scenario['rss_per_stream_kb'], base['rss_per_stream_kb'])} | "
-            f"{_ratio(scenario['redis_clients'], base['redis_clients'])} | {delivery} | {fan_out} |"
-        )
-    if ratio_lines:
-        lines += [
-            "",
-            "HMS ÷ flask-sse, measured in the same run:",
-            "",
-            "| streams | held | RSS per stream | Redis clients | delivery p50 / p99 (API) | "
-            "delivery p50 / p99 (HMS direct changes) |",
-            "|---:|---:|---:|---:|---:|---:|",
-            *ratio_lines,
-        ]
-    marginal = []
-    for system in SYSTEMS:
-        sized = sorted((s for s in scenarios if s["system"] == system), key=lambda s: s["held_after_open"])
-        if len(sized) >= 2 and sized[-1]["held_after_open"] > sized[0]["held_after_open"]:
-            small, big = sized[0], sized[-1]
-            slope = (big["rss_growth_kb"] - small["rss_growth_kb"]) / (
-                big["held_after_open"] - small["held_after_open"]
-            )
-            marginal.append(f"{system} {slope:.1f} KB per extra stream ({_fmt(small['held_after_open'])} → "
-                            f"{_fmt(big['held_after_open'])} held)")  # fmt: skip
-    if marginal:
-        lines += ["", "Marginal RSS between the two sizes (fixed costs such as pooled connections cancel out): "
-                  + "; ".join(marginal) + "."]  # fmt: skip
-    lines += [
-        "",
-        "Change phases:",
-        "",
-        "| system | streams | changes via | changes/s offered → started | ok / sent | answer p50 / p99 ms | "
-        "delivery from start p50 / p90 / p99 / max ms | from answer p50 / p99 ms | undelivered | event bytes | "
-        "worker CPU per change (ms) | workers' run-queue wait (s of the phase's s) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for scenario in scenarios:
-        for phase in scenario.get("changes", []):
-            via = {"api": "API" if scenario["system"] == "hms" else "publish route", "direct": "direct"}[
-                phase.get("via", "api")
-            ]
-            start, answer = phase["delivery"]["from_start_ms"], phase["delivery"]["from_answer_ms"]
-            lines.append(
-                f"| {scenario['system']} | {_fmt(scenario['streams'])} | {via} | {phase['rate']:g} → "
-                f"{_fmt(phase['started_per_second'], 1)} | {_fmt(phase['ok'])} / {_fmt(phase['sent'])} | "
-                f"{_fmt(phase['answer_ms']['p50'], 1)} / {_fmt(phase['answer_ms']['p99'], 1)} | "
-                f"{_fmt(start['p50'], 1)} / {_fmt(start['p90'], 1)} / {_fmt(start['p99'], 1)} / {_fmt(start['max'], 1)} | "
-                f"{_fmt(answer['p50'], 1)} / {_fmt(answer['p99'], 1)} | "
-                f"{_fmt(phase['delivery']['undelivered'])} of {_fmt(phase['delivery']['pairs'])} | "
-                f"{_fmt(phase['mean_event_bytes'])} | "
-                f"{_fmt(1000 * phase['worker_cpu_seconds'] / phase['ok'], 1) if phase['ok'] else '—'} | "
-                f"{_fmt(phase.get('worker_runqueue_wait_seconds'), 1)} of {_fmt(phase.get('phase_seconds'), 1)} |"
-            )
-    lines += ["", f"Aims: {aims['streams']:,} streams, at most {aims['kb_per_stream']} KB each, p99 under "
-              f"{aims['p99_ms']} ms at {aims['rate']} changes/s."]  # fmt: skip
-    for scenario in scenarios:
-        if scenario["system"] != "hms":
-            continue
-        phase = _main_phase(scenario, aims["rate"])
-        p99 = phase["delivery"]["from_start_ms"]["p99"] if phase and phase["rate"] == aims["rate"] else None
-        checks = [
-            ("all held", scenario["held_to_end"] == scenario["streams"]),
-        ]
-        if scenario["streams"] == aims["streams"]:  # the memory aim is set at that size only
-            checks.append(
-                (f"≤ {aims['kb_per_stream']} KB/stream",
-                 (scenario["rss_per_stream_kb"] or 1e9) <= aims["kb_per_stream"])
-            )  # fmt: skip
-        checks += [
-            (
-                f"p99 < {aims['p99_ms']} ms at {aims['rate']}/s through the API",
-                p99 is not None and p99 < aims["p99_ms"],
-            ),
-            ("nothing undelivered", bool(phase) and phase["delivery"]["undelivered"] == 0),
-        ]
-        direct = _main_phase(scenario, aims["rate"], "direct")
-        if direct is not None and direct["rate"] == aims["rate"]:
-            p99_direct = direct["delivery"]["from_start_ms"]["p99"]
-            checks.append(
-                (f"fan-out p99 < {aims['p99_ms']} ms at {aims['rate']}/s (direct changes)",
-                 p99_direct is not None and p99_direct < aims["p99_ms"])
-            )  # fmt: skip
-        verdict = ", ".join(f"{name} {'✔' if passed else '✘'}" for name, passed in checks)
-        lines.append(f"- HMS at {_fmt(scenario['streams'])} streams: {verdict}.")
-    for scenario in data["scenarios"]:
-        if "error" in scenario:
-            continue
-        extra = []
-        if scenario["failures"]:
-            extra.append(
-                "stream failures: " + "; ".join(f"{n}× {r}" for r, n in scenario["failures"].items())
-            )
-        for phase in scenario.get("changes", []):
-            if phase["errors"]:
-                extra.append(f"change errors at {phase['rate']:g}/s ({phase.get('via', 'api')}): "
-                             + "; ".join(f"{n}× {r}" for r, n in phase["errors"].items()))  # fmt: skip
-        redis_after = scenario["redis_after_open"]
-        extra.append(
-            f"Redis after the opens: {redis_after['clients']} clients ({redis_after['pubsub_clients']} pub/sub) of "
-            f"maxclients {redis_after['maxclients']}, {redis_after['rejected_connections']} rejected, used memory "
-            f"{_fmt(scenario['redis_before']['used_memory_kb'])} → {_fmt(redis_after['used_memory_kb'])} KB"
-        )
-        extra.append(
-            f"workers' RSS {_fmt(scenario['rss_before_kb'])} → {_fmt(scenario['rss_after_open_kb'])} KB "
-            f"(after idle {_fmt(scenario['rss_after_idle_kb'])}); opens took {_fmt(scenario['open_seconds'], 1)} s; "
-            f"longest silence of a stream p50 {scenario['longest_silence_s']['p50']} s, "
-            f"max {scenario['longest_silence_s']['max']} s"
-        )
-        if scenario["server_log"].get("tracebacks"):
-            top = list(scenario["server_log"].get("error_lines", {}).items())[:3]
-            extra.append(
-                f"server log: {scenario['server_log']['tracebacks']} tracebacks; most frequent error lines: "
-                + ", ".join(f"{count}× `{line}`" for line, count in top)
-            )
-        lines.append(f"- {scenario['system']} at {_fmt(scenario['streams'])}: " + "; ".join(extra) + ".")
-    for note in result.get("notes", []):
-        lines.append(f"- {note}")
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

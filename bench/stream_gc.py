@@ -17,6 +17,8 @@ import json
 import subprocess
 import sys
 
+from bench.lib import results, services
+
 SECTION = "stream_gc"
 TITLE = "Live streams: Python's GC thresholds against HMS's, before and after (issues 4 and 6)"
 ORDER = 61
@@ -37,13 +39,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench import harness
-
     args = parse_args(argv)
     runs = []
     for number in range(1, args.runs + 1):
         for label, thresholds in VARIANTS:
-            out = harness.OUT_DIR / f"stream_gc-{number}-{thresholds or 'default'}.json"
+            out = results.OUT_DIR / f"stream_gc-{number}-{thresholds or 'default'}.json"
             command = [
                 sys.executable, "-m", "bench.stream_capacity", "--systems", "hms",
                 "--streams", str(args.streams), "--direct-rate", "0", "--idle", "5",
@@ -53,16 +53,16 @@ def main(argv: list[str] | None = None) -> int:
             if thresholds:
                 command += ["--server-env", f"GC_THRESHOLDS={thresholds}"]
             print(f"== run {number}, {label} ==", flush=True)
-            finished = subprocess.run(command, cwd=harness.ROOT, check=False)
+            finished = subprocess.run(command, cwd=results.ROOT, check=False)
             row = {"run": number, "variant": label, "exit": finished.returncode}
             if out.exists():
                 row.update(_summary(json.loads(out.read_text())))
             runs.append(row)
     ok = all(row["exit"] == 0 and "delivery_ms" in row for row in runs)
     data = {"streams": args.streams, "rate": 100, "duration": args.duration, "runs": runs}
-    path = harness.write_result(
+    path = results.write_result(
         SECTION, title=TITLE, order=ORDER, renderer="bench.stream_gc:render", data=data,
-        env=harness.environment(harness.dsn_for("hms_streams")), ok=ok,
+        env=results.environment(services.dsn_for("hms_streams")), ok=ok,
     )  # fmt: skip
     print(render(json.loads(path.read_text())), flush=True)
     return 0 if ok else 1

@@ -3,6 +3,9 @@
     locust -f loadtest/locustfile.py --headless -u 200 -r 20 -t 5m \\
         --host http://127.0.0.1:8000 --csv bench/results/locust
 
+Every request is a step of bench/lib/clinic_day.py, the scenario the day replay
+(bench/day_replay.py) drives too, and the display reads its stream with bench/lib/sse.py.
+
 Users (each on its own keep-alive connection):
 - Reception (weighted): registers a patient, looks at the queues of two doctors and
   books with the shorter one (not when both already have HMS_LOAD_MAX_WAITING waiting);
@@ -40,25 +43,29 @@ process: run it without --processes/workers, or read delivery as per-worker figu
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
-import socket
+import sys
 import time
-import urllib.request
-import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from gevent.lock import Semaphore
 from locust import User, between, events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import WorkerRunner
 from locust.stats import StatsEntry
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # locust puts only loadtest/ on the path; the shared helpers live in bench/lib
+    sys.path.insert(0, str(ROOT))
+
+from bench.lib import clinic_day  # noqa: E402
+from bench.lib.http import Answer, Http, parse_body, sign_in  # noqa: E402
 
 log = logging.getLogger("hms.loadtest")
 
@@ -97,31 +104,20 @@ MAX_P95_MS = float(_env("MAX_P95_MS", "500"))
 MAX_FAIL_RATIO = float(_env("MAX_FAIL_RATIO", "0.01"))
 MAX_DELIVERY_P95_MS = float(_env("MAX_DELIVERY_P95_MS", "1000"))
 DELIVERY_TIMEOUT = 30.0  # a change not on a connected display after this long is a failure
-SURNAMES = ("Kumar", "Das", "Shah", "Ali", "Roy", "Nair", "Iyer", "Khan", "Rao", "Singh")
-FIRST_NAMES = ("Asha", "Ravi", "Mina", "Omar", "Lena", "Arjun", "Priya", "Imran", "Sara", "Kiran")
+RNG = random.Random()
 
 
 # --- accounts, signed in once per Locust process -----------------------------------------------
 
 
-def _sign_in(host: str, username: str, password: str) -> dict:
-    request = urllib.request.Request(
-        host.rstrip("/") + "/api/auth/token",
-        data=json.dumps({"username": username, "password": password}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.load(response)
-    except OSError as exc:
-        raise RuntimeError(f"sign-in as {username!r} at {host} failed: {exc}") from exc
-
-
-def _get(host: str, path: str, token: str) -> dict:
-    request = urllib.request.Request(host.rstrip("/") + path, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.load(response)
+def _ids(host: str, path: str, token: str) -> list[int]:
+    """The ids of the first page of a reference list."""
+    client = Http.to(host, token)
+    answer = client.request("GET", path)
+    client.close()
+    if answer.status != 200:
+        raise RuntimeError(f"GET {path} at {host} failed: {answer.brief()}")
+    return [row["id"] for row in answer.data["data"]]
 
 
 @dataclass
@@ -151,20 +147,16 @@ def clinic(host: str) -> Clinic:
             ("display", "display:display-pass"),
         ):
             token = os.environ.get(f"HMS_LOAD_{role.upper()}_TOKEN")
-            if not token:
-                token = _sign_in(host, *_account(role.upper(), default))["access_token"]
-            CLINIC.tokens[role] = token
+            CLINIC.tokens[role] = token or sign_in(host, *_account(role.upper(), default))[0]
         password = _env("DOCTOR_PASSWORD", "doctor-pass")
         for username in DOCTOR_USERNAMES:
-            answer = _sign_in(host, username, password)
-            if answer["user"]["role"] != "doctor":
+            token, user = sign_in(host, username, password)
+            if user["role"] != "doctor":
                 raise RuntimeError(f"{username!r} is not a doctor account")
-            CLINIC.doctors.append((answer["user"]["id"], answer["access_token"]))
+            CLINIC.doctors.append((user["id"], token))
         token = CLINIC.doctors[0][1]
-        CLINIC.medicine_ids = [row["id"] for row in _get(host, "/api/medicines?limit=50", token)["data"]]
-        CLINIC.instruction_ids = [
-            row["id"] for row in _get(host, "/api/medicine-instructions?limit=50", token)["data"]
-        ]
+        CLINIC.medicine_ids = _ids(host, "/api/medicines?limit=50", token)
+        CLINIC.instruction_ids = _ids(host, "/api/medicine-instructions?limit=50", token)
         if not CLINIC.medicine_ids:
             raise RuntimeError("no medicines: run `flask --app wsgi seed-demo` first")
         CLINIC.ready = True
@@ -237,6 +229,35 @@ def _fire_delivery(seconds: float, error: str | None = None) -> None:
 # --- users -------------------------------------------------------------------------------------
 
 
+class LocustClient:
+    """clinic_day's Client on a Locust user's keep-alive session: one row per step (its
+    path template) in Locust's statistics; a benign outcome (nobody waiting, a bill another
+    desk paid first) is a success under its own name."""
+
+    def __init__(self, user: ClinicUser):
+        self.user = user
+
+    def call(self, step, path, body=None, headers=None, valid=None) -> Answer | None:
+        started = time.monotonic()
+        with self.user.client.request(
+            step.method, path, json=body, headers=self.user.headers(**(headers or {})), name=step.label,
+            catch_response=True,
+        ) as res:  # fmt: skip
+            answer = Answer(
+                res.status_code or 0, parse_body(res.content or b""), started, time.monotonic() - started
+            )
+            if clinic_day.judge(step, answer, valid):
+                res.success()
+                return answer
+            outcome = clinic_day.benign(step, answer)
+            if outcome is None:
+                res.failure(f"{step.name}: {answer.brief()}")
+            else:
+                res.request_meta["name"] = f"{step.label} ({outcome.label})"
+                res.success()
+        return None
+
+
 class ClinicUser(FastHttpUser):
     abstract = True
     role = ""
@@ -244,6 +265,7 @@ class ClinicUser(FastHttpUser):
     def on_start(self) -> None:
         self.clinic = clinic(self.host)
         self.token = self.clinic.tokens.get(self.role, "")
+        self.api = LocustClient(self)
 
     def headers(self, **extra) -> dict:
         return {"Authorization": f"Bearer {self.token}", **extra}
@@ -256,49 +278,28 @@ class Reception(ClinicUser):
 
     @task(3)
     def register_and_book(self) -> None:
-        body = {
-            "name": f"{random.choice(FIRST_NAMES)} {random.choice(SURNAMES)}",
-            "gender": random.choice(("female", "male", "other")),
-            "age": random.randrange(1, 90),
-            "phone": f"+91{random.choice('6789')}{random.randrange(10**9):09d}",
-        }
-        with self.client.post("/api/patients", json=body, headers=self.headers(), catch_response=True) as res:
-            if res.status_code != 201:
-                res.failure(f"HTTP {res.status_code}: {res.text[:200]}")
-                return
-            patient = res.json()
-        self.clinic.recent_mrns.append(patient["mrn"])
-        doctor_id = self._shorter_queue()
-        if doctor_id is None:
+        registered = clinic_day.register(self.api, clinic_day.patient_body(RNG))
+        if registered is None:
             return
-        body = {"patient_id": patient["id"], "doctor_id": doctor_id, "appointment_type": "NEW"}
-        self.client.post("/api/appointments", json=body, headers=self.headers())
+        self.clinic.recent_mrns.append(registered.data["mrn"])
+        doctor_id = self._shorter_queue()
+        if doctor_id is not None:
+            clinic_day.book(self.api, registered.data["id"], doctor_id)
 
     def _shorter_queue(self) -> int | None:
         """Look at two doctors' queues (as a desk would) and pick the shorter, if not full."""
         best = None
-        for doctor_id, _ in random.sample(self.clinic.doctors, min(2, len(self.clinic.doctors))):
-            with self.client.get(
-                f"/api/queue/{doctor_id}",
-                headers=self.headers(),
-                name="/api/queue/[doctor_id]",
-                catch_response=True,
-            ) as res:
-                if res.status_code != 200:
-                    res.failure(f"HTTP {res.status_code}")
-                    continue
-                waiting = res.json()["waiting_count"]
-            if waiting < MAX_WAITING and (best is None or waiting < best[1]):
+        for doctor_id, _ in RNG.sample(self.clinic.doctors, min(2, len(self.clinic.doctors))):
+            waiting = clinic_day.waiting_count(self.api, doctor_id)
+            if waiting is not None and waiting < MAX_WAITING and (best is None or waiting < best[1]):
                 best = (doctor_id, waiting)
         return best[0] if best else None
 
     @task(2)
     def search(self) -> None:
         mrns = self.clinic.recent_mrns
-        q = random.choice(mrns) if mrns and random.random() < 0.5 else random.choice(SURNAMES)
-        self.client.get(
-            f"/api/patients?{urlencode({'q': q})}", headers=self.headers(), name="/api/patients?q=[q]"
-        )
+        q = RNG.choice(mrns) if mrns and RNG.random() < 0.5 else RNG.choice(clinic_day.SURNAMES)
+        clinic_day.search(self.api, q)
 
 
 class Doctor(ClinicUser):
@@ -315,44 +316,13 @@ class Doctor(ClinicUser):
 
     @task
     def see_next_patient(self) -> None:
-        sent = time.monotonic()
-        with self.client.post(
-            f"/api/queue/{self.doctor_id}/next",
-            headers=self.headers(),
-            name="/api/queue/[doctor_id]/next",
-            catch_response=True,
-        ) as res:
-            if res.status_code == 409:
-                res.request_meta["name"] = "/api/queue/[doctor_id]/next (nobody waiting)"
-                res.success()
-                return
-            if res.status_code != 200:
-                res.failure(f"HTTP {res.status_code}: {res.text[:200]}")
-                return
-            snapshot = res.json()
-        TRACKER.change(self.doctor_id, sent, snapshot["version"])
-        appointment_id = snapshot["in_consultation"]["appointment_id"]
-        item = {
-            "medicine_id": random.choice(self.clinic.medicine_ids),
-            "dosage": "1 tablet",
-            "frequency": "twice a day",
-            "duration_days": 5,
-            "quantity": 10,
-        }
-        if self.clinic.instruction_ids:
-            item["instruction_id"] = random.choice(self.clinic.instruction_ids)
-        self.client.post(
-            f"/api/appointments/{appointment_id}/prescriptions",
-            json={"notes": "Rest and fluids.", "items": [item]},
-            headers=self.headers(),
-            name="/api/appointments/[id]/prescriptions",
-        )
-        self.client.request(
-            "PATCH",
-            f"/api/appointments/{appointment_id}/status",
-            json={"status": "COMPLETED"},
-            headers=self.headers(),
-            name="/api/appointments/[id]/status",
+        visit = clinic_day.call_next(self.api, self.doctor_id)
+        if visit is None:
+            return  # nobody waiting (its own row), or a failure (counted)
+        TRACKER.change(self.doctor_id, visit.called.started, visit.version)
+        instruction = RNG.choice(self.clinic.instruction_ids) if self.clinic.instruction_ids else None
+        clinic_day.finish_visit(
+            self.api, visit, clinic_day.prescription(RNG.choice(self.clinic.medicine_ids), instruction)
         )
 
 
@@ -363,27 +333,10 @@ class Cashier(ClinicUser):
 
     @task
     def take_a_payment(self) -> None:
-        res = self.client.get(
-            "/api/bills?status=UNPAID&limit=20", headers=self.headers(), name="/api/bills?status=UNPAID"
-        )
-        if res.status_code != 200 or not res.json()["data"]:
-            return
-        bill = random.choice(res.json()["data"])
-        body = {"amount": bill["due_amount"], "method": random.choice(("CASH", "CARD", "UPI"))}
-        with self.client.post(
-            f"/api/bills/{bill['id']}/payments",
-            json=body,
-            headers=self.headers(**{"Idempotency-Key": uuid.uuid4().hex}),
-            name="/api/bills/[id]/payments",
-            catch_response=True,
-        ) as res:
-            if res.status_code == 201:
-                return
-            if res.status_code == 422 and "due amount" in res.text:
-                res.request_meta["name"] = "/api/bills/[id]/payments (paid first by another desk)"
-                res.success()
-            else:
-                res.failure(f"HTTP {res.status_code}: {res.text[:200]}")
+        bills = clinic_day.unpaid_bills(self.api)
+        if bills:
+            bill = RNG.choice(bills)
+            clinic_day.pay(self.api, bill["id"], bill["due_amount"], RNG.choice(("CASH", "CARD", "UPI")))
 
 
 class Display(User):
@@ -407,58 +360,23 @@ class Display(User):
     def watch(self) -> None:
         parts = urlsplit(self.host)
         started = time.monotonic()
-        sock = None
+        stream = None
         try:
-            sock = socket.create_connection((parts.hostname, parts.port or 80), timeout=60)
-            resume = f"Last-Event-ID: {self.last_version}\r\n" if self.last_version is not None else ""
-            sock.sendall(
-                (
-                    f"GET /api/queue/{self.seat.doctor_id}/stream HTTP/1.0\r\nHost: {parts.netloc}\r\n"
-                    f"Authorization: Bearer {self.clinic.tokens['display']}\r\n"
-                    f"Accept: text/event-stream\r\n{resume}\r\n"
-                ).encode()
-            )
-            buffer = b""
-            while b"\r\n\r\n" not in buffer:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("closed before the response headers")
-                buffer += chunk
-            head, buffer = buffer.split(b"\r\n\r\n", 1)
-            status = head.split(b"\r\n", 1)[0].decode(errors="replace")
-            if status.split()[1:2] != ["200"]:
-                raise ConnectionError(f"stream refused: {status} {buffer[:200]!r}")
-            self._read_events(sock, buffer, started)
+            stream = clinic_day.open_display(parts.hostname, parts.port or 80, self.seat.doctor_id,
+                                             self.clinic.tokens["display"], self.last_version)  # fmt: skip
+            self._follow(stream, started)
         except (OSError, ValueError, KeyError, TypeError) as exc:  # a drop, a refusal, a bad event
             _fire("/api/queue/[doctor_id]/stream", time.monotonic() - started, f"{type(exc).__name__}: {exc}")
         finally:
             self.seat.connected = False
-            if sock is not None:
-                sock.close()
+            if stream is not None:
+                stream.close()
 
-    def _read_events(self, sock: socket.socket, buffer: bytes, started: float) -> None:
+    def _follow(self, stream, started: float) -> None:
         first = True
-        received = time.monotonic()
-        while True:
-            end = buffer.find(b"\n\n")
-            if end < 0:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("stream closed by the server")
-                received = time.monotonic()
-                buffer += chunk
-                continue
-            block, buffer = buffer[:end], buffer[end + 2 :]
-            version, data = None, b""
-            for line in block.split(b"\n"):
-                if line.startswith(b"id:"):
-                    version = int(line[3:])
-                elif line.startswith(b"data:"):
-                    data = line[5:]
-            if version is None:
-                continue  # ": ping"
-            snapshot = json.loads(data)
-            if snapshot["version"] != version or any("name" in e["patient"] for e in snapshot["entries"]):
+        for received, version, data in clinic_day.snapshots(stream):
+            snapshot = clinic_day.read_snapshot(data, version)
+            if clinic_day.shows_identity(snapshot):
                 raise ValueError(f"bad snapshot for the display role at version {version}")
             self.last_version = version
             if first:

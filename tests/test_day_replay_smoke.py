@@ -13,7 +13,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from bench.day_replay import Change, Display, SnapshotBook, change_versions, delivery_latencies, percentile
+from bench.replay_report import percentile
+from bench.replay_streams import Change, Display, SnapshotBook, change_versions, delivery_latencies
 from tests.conftest import ROOT
 
 PATIENTS, DOCTORS, DISPLAYS = 200, 5, 10
@@ -24,7 +25,7 @@ def test_a_small_day_replayed_ends_with_empty_queues_and_paid_bills(app, live_se
     out = tmp_path / "day_replay.json"
     command = [
         sys.executable,
-        str(ROOT / "bench" / "day_replay.py"),
+        *("-m", "bench.day_replay"),
         *("--base-url", live_server, "--admin-user", "replay-admin", "--admin-password", "replay-admin-pass"),
         *("--patients", str(PATIENTS), "--doctors", str(DOCTORS), "--displays", str(DISPLAYS)),
         *("--concurrency", "10", "--out", str(out), "--no-progress"),
