@@ -25,6 +25,7 @@ from hms.auth.throttle import Refused, sign_in_throttle
 from hms.core.cache import cache_delete, cached
 from hms.core.lru import BoundedCache
 from hms.core.settings import app_memo, setting
+from hms.core.uow import unit_of_work
 from hms.errors import TooManyRequests, Unauthorized
 from hms.extensions import db
 
@@ -121,8 +122,12 @@ def sign_in(username: str, password: str, client: str) -> Identity:
         )
     except Refused as refused:
         raise TooManyRequests(TOO_MANY_SIGN_INS, retry_after=refused.retry_after) from None
-    identity = authenticate(username, password)
-    sign_in_throttle.give_back(reservation)
+    # The slots go back after the read transaction ends: giving them back may yield to
+    # the gevent loop (the in-memory counter starts its expiry timer), and on SQLite the
+    # transaction holds the write lock (BEGIN IMMEDIATE) that other sign-ins wait for.
+    with unit_of_work() as uow:
+        identity = authenticate(username, password)
+        uow.after_commit(lambda _: sign_in_throttle.give_back(reservation))
     return identity
 
 

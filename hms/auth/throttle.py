@@ -58,7 +58,9 @@ class SignInThrottle:
     """Reserves and gives back sign-in slots; falls back to this worker's memory."""
 
     def __init__(self) -> None:
-        self._memory = MemoryStorage()
+        # Made when first needed: a MemoryStorage starts a timer thread when it is made,
+        # which must not happen at import (before gevent patches threading in a worker).
+        self._memory: MemoryStorage | None = None
         self._lock = threading.Lock()
         self._shared_down = False
         self._next_try = 0.0
@@ -69,13 +71,13 @@ class SignInThrottle:
 
         The slots taken before a full one stay taken: a refused attempt counts too."""
         storage = self._storage()
-        if storage is not self._memory:
+        if storage is not None:
             try:
                 return self._reserve(storage, counts)
             except storage.base_exceptions:
                 self._went_down()
         self._counted_in_memory += 1
-        return self._reserve(self._memory, counts)
+        return self._reserve(self._memory_storage(), counts)
 
     def give_back(self, reservation: Reservation) -> None:
         try:
@@ -84,8 +86,11 @@ class SignInThrottle:
         except reservation.storage.base_exceptions:
             self._went_down()
 
-    def reset_memory(self) -> None:
-        self._memory.reset()
+    def _memory_storage(self) -> MemoryStorage:
+        with self._lock:
+            if self._memory is None:
+                self._memory = MemoryStorage()
+            return self._memory
 
     def _reserve(self, storage: Storage, counts: list[tuple[str, tuple[str, ...]]]) -> Reservation:
         window = FixedWindowRateLimiter(storage)
@@ -98,18 +103,19 @@ class SignInThrottle:
             taken.append((item, key))
         return Reservation(storage, tuple(taken))
 
-    def _storage(self) -> Storage:
+    def _storage(self) -> Storage | None:
+        """The shared storage, or None while it is down (count in memory then)."""
         shared = limiter.storage
         if not self._shared_down:
             return shared
         if time.monotonic() < self._next_try:
-            return self._memory
+            return None
         with self._lock:
             if not self._shared_down:
                 return shared
             self._next_try = time.monotonic() + RETRY_STORAGE_SECONDS
         if not shared.check():
-            return self._memory
+            return None
         with self._lock:
             if self._shared_down:
                 self._shared_down = False
