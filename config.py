@@ -39,9 +39,16 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     MAX_CONTENT_LENGTH = 1024 * 1024
 
-    # Failed-login throttling (flask-limiter syntax).
-    LOGIN_LIMIT_PER_USERNAME = os.environ.get("LOGIN_LIMIT_PER_USERNAME", "5 per minute")
+    # Failed sign-ins allowed (flask-limiter syntax; README "Sign-in limits"): per username
+    # from one client address, per client address, and per username across all clients.
+    LOGIN_LIMIT_PER_USERNAME_AND_CLIENT = os.environ.get(
+        "LOGIN_LIMIT_PER_USERNAME_AND_CLIENT", "5 per minute"
+    )
     LOGIN_LIMIT_PER_CLIENT = os.environ.get("LOGIN_LIMIT_PER_CLIENT", "20 per minute")
+    LOGIN_LIMIT_PER_USERNAME = os.environ.get("LOGIN_LIMIT_PER_USERNAME", "100 per hour")
+    # Reverse proxies in front of HMS whose X-Forwarded-For/-Proto are trusted (nginx: 1).
+    # 0 ignores those headers, so a client cannot claim another address.
+    TRUSTED_PROXY_COUNT = _int("TRUSTED_PROXY_COUNT", 0)
     RATELIMIT_HEADERS_ENABLED = True
 
     # Cache lifetimes (seconds).

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, get_config
 from hms import (
@@ -13,6 +14,7 @@ from hms import (
     realtime,
 )
 from hms.appointments.routes import blp as appointments
+from hms.auth import service as auth_service
 from hms.auth.access import check_policies, init_access
 from hms.auth.routes import blp as auth
 from hms.billing.routes import blp as billing
@@ -35,6 +37,7 @@ def create_app(config: Config | str | None = None) -> Flask:
     app.session_interface = CookieSessionInterface()
     app.config.from_object(config if isinstance(config, Config) else get_config(config))
     _configure_logging(app)
+    trust_proxies(app)
     _ensure_sqlite_folder(app)
     register_extensions(app)
     register_blueprints(app)
@@ -48,6 +51,14 @@ def _configure_logging(app: Flask) -> None:
     if not app.debug and not app.testing:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def trust_proxies(app: Flask) -> None:
+    """Behind TRUSTED_PROXY_COUNT reverse proxies, take the client's address and scheme
+    from their X-Forwarded-For/-Proto, so sign-in limits count each client on its own."""
+    count = app.config.get("TRUSTED_PROXY_COUNT", 0)
+    if count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)
 
 
 def _ensure_sqlite_folder(app: Flask) -> None:
@@ -65,6 +76,7 @@ def register_extensions(app: Flask) -> None:
     cache.init_app(app)
     limiter.init_app(app)
     _limit_decorated_views_only(app, limiter)
+    auth_service.dummy_hash(app.config["PASSWORD_HASH_METHOD"])  # made once, at start-up
     realtime.init_app(app)
     api.init_app(app)
     api.register_converter(IdConverter, lambda _: {"type": "integer", "minimum": 1, "maximum": 2**31 - 1})
@@ -72,7 +84,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def _limit_decorated_views_only(app: Flask, limiter) -> None:
-    """Drop flask-limiter's per-request hook: HMS limits only decorated views (sign-in).
+    """Drop flask-limiter's per-request hook: HMS limits only decorated views.
 
     The hook looks for default, application and blueprint limits on every request, which
     HMS does not set; decorated views check their own limits in their decorator. Without

@@ -14,23 +14,33 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from hms.auth.models import User
+from hms.auth.throttle import Refused, sign_in_throttle
 from hms.core.cache import cache_delete, cached
 from hms.core.lru import BoundedCache
 from hms.core.settings import app_memo, setting
-from hms.errors import Unauthorized
+from hms.core.uow import unit_of_work
+from hms.errors import TooManyRequests, Unauthorized
 from hms.extensions import db
 
 IDENTITY_CACHE_SECONDS = 60
 _LOCAL_MAX_ACCOUNTS = 10_000
 BAD_LOGIN = "Invalid username or password."
-# Checked against when the username is unknown, so both failures take the same time.
-_DUMMY_HASH = generate_password_hash("not-a-password", method="scrypt:1024:8:1")
+TOO_MANY_SIGN_INS = "Too many sign-in attempts: try again in a minute"
+
+
+@lru_cache(maxsize=4)
+def dummy_hash(method: str) -> str:
+    """Checked against when the username is unknown, so both failures cost one check of
+    the configured method (accounts are hashed with it): the time names no account.
+    Made once per method; create_app makes it at start-up."""
+    return generate_password_hash("not-a-password", method=method)
 
 
 @dataclass(frozen=True)
@@ -93,10 +103,38 @@ def forget_identity(user_id: int) -> None:
     cache_delete(_identity_key(user_id))
 
 
+def sign_in(username: str, password: str, client: str) -> Identity:
+    """Check a password for the API and the login form alike, within the sign-in limits.
+
+    Counted per (username, client address) tightly, per client address across usernames,
+    and per username across all clients with a much higher ceiling: a stranger's guesses
+    from another address do not lock the user out, and a guesser spread over many
+    addresses is still bounded. The slots are reserved before the password is checked
+    (hms/auth/throttle.py); a successful sign-in gives them back."""
+    name = username.strip().lower()[:64]
+    try:
+        reservation = sign_in_throttle.reserve(
+            [
+                (setting("LOGIN_LIMIT_PER_CLIENT"), ("sign-in-client", client)),
+                (setting("LOGIN_LIMIT_PER_USERNAME_AND_CLIENT"), ("sign-in-user-client", name, client)),
+                (setting("LOGIN_LIMIT_PER_USERNAME"), ("sign-in-user", name)),
+            ]
+        )
+    except Refused as refused:
+        raise TooManyRequests(TOO_MANY_SIGN_INS, retry_after=refused.retry_after) from None
+    # The slots go back after the read transaction ends: giving them back may yield to
+    # the gevent loop (the in-memory counter starts its expiry timer), and on SQLite the
+    # transaction holds the write lock (BEGIN IMMEDIATE) that other sign-ins wait for.
+    with unit_of_work() as uow:
+        identity = authenticate(username, password)
+        uow.after_commit(lambda _: sign_in_throttle.give_back(reservation))
+    return identity
+
+
 def authenticate(username: str, password: str) -> Identity:
     user = db.session.scalar(select(User).where(User.username == username.strip().lower()))
     if user is None:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(dummy_hash(setting("PASSWORD_HASH_METHOD")), password)
         raise Unauthorized(BAD_LOGIN)
     if not check_password_hash(user.password_hash, password) or not user.active:
         raise Unauthorized(BAD_LOGIN)

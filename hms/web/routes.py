@@ -8,8 +8,7 @@ from flask import Blueprint, redirect, render_template, request, session, url_fo
 
 from hms.auth import service
 from hms.core.access import page, public
-from hms.errors import Unauthorized
-from hms.extensions import limiter
+from hms.errors import TooManyRequests, Unauthorized
 from hms.queue import service as queue
 
 bp = Blueprint("web", __name__, template_folder="templates")
@@ -24,16 +23,17 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit("20 per minute", methods=["POST"], deduct_when=lambda r: r.status_code == 401)
 @public
 def login():
     error = None
-    status = 200
+    status, headers = 200, {}
     if request.method == "POST":
         username = request.form.get("username", "")[:64]
         password = request.form.get("password", "")[:256]
-        try:
-            identity = service.authenticate(username, password)
+        try:  # the same limits as POST /api/auth/token
+            identity = service.sign_in(username, password, request.remote_addr or "-")
+        except TooManyRequests as exc:
+            error, status, headers = exc.message, 429, exc.headers
         except Unauthorized as exc:
             error, status = exc.message, 401
         else:
@@ -41,7 +41,7 @@ def login():
             session["uid"] = identity.id
             session["epoch"] = identity.token_epoch
             return redirect(_safe_next(request.args.get("next")))
-    return render_template("login.html", error=error, next=request.args.get("next", "")), status
+    return render_template("login.html", error=error, next=request.args.get("next", "")), status, headers
 
 
 @bp.route("/logout", methods=["POST"])

@@ -97,9 +97,9 @@ def test_a_token_is_verified_once_and_still_expires(app, client, make_user, monk
         app.config["TOKEN_TTL_SECONDS"] = 3600
 
 
-def test_failed_logins_are_throttled_per_username(app, client, make_user):
+def test_failed_logins_are_throttled_per_username_and_client(app, client, make_user):
     user = make_user("reception", password="right-pass")
-    limit = int(app.config["LOGIN_LIMIT_PER_USERNAME"].split()[0])
+    limit = int(app.config["LOGIN_LIMIT_PER_USERNAME_AND_CLIENT"].split()[0])
     for _ in range(limit):
         assert login(client, user.username, "wrong").status_code == 401
     res = login(client, user.username, "right-pass")
