@@ -8,6 +8,9 @@ a token costs no database query on the hot path. With IDENTITY_LOCAL_SECONDS > 0
 0) each worker process also keeps what it read that long, so a busy caller costs no cache
 round trip either; the worker that commits an account change forgets the account at
 once, the other workers and instances see the change only within that time.
+If the cache cannot be reached when an account changes, the identity's deletion is kept
+and delivered when it answers again, and until then this worker reads that account from
+the database (hms.core.cache): a disabled or demoted account does not come back with Redis.
 """
 
 from __future__ import annotations
