@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from urllib.parse import urlsplit
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
@@ -13,6 +15,26 @@ from hms.extensions import limiter
 from hms.queue import service as queue
 
 bp = Blueprint("web", __name__, template_folder="templates")
+FORM_EXPIRED = "This form has expired; please try again."
+
+
+def csrf_token() -> str:
+    """The session's CSRF token, for the forms of the pages (made on first use)."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def _csrf_ok() -> bool:
+    """The form posted the session's own CSRF token (a cross-site form cannot know it)."""
+    expected, sent = session.get("csrf"), request.form.get("csrf_token", "")
+    return isinstance(expected, str) and hmac.compare_digest(expected.encode(), sent.encode())
+
+
+@bp.app_context_processor
+def _template_helpers() -> dict:
+    return {"csrf_token": csrf_token}
 
 
 def _safe_next(target: str | None) -> str:
@@ -29,7 +51,9 @@ def _safe_next(target: str | None) -> str:
 def login():
     error = None
     status = 200
-    if request.method == "POST":
+    if request.method == "POST" and not _csrf_ok():
+        error, status = FORM_EXPIRED, 400
+    elif request.method == "POST":
         username = request.form.get("username", "")[:64]
         password = request.form.get("password", "")[:256]
         try:
@@ -38,8 +62,8 @@ def login():
             error, status = exc.message, 401
         else:
             session.clear()
-            session["uid"] = identity.id
-            session["epoch"] = identity.token_epoch
+            session.update(service.new_session(identity))
+            session.permanent = True  # the cookie expires with the session (SESSION_HOURS)
             return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", error=error, next=request.args.get("next", "")), status
 
@@ -47,6 +71,9 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @public
 def logout():
+    if not _csrf_ok():
+        return render_template("login.html", error=FORM_EXPIRED, next=""), 400
+    service.end_session(session)
     session.clear()
     return redirect(url_for("web.login"))
 

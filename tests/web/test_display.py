@@ -7,12 +7,13 @@ import re
 
 import pytest
 
+from tests.conftest import form_login
 from tests.queue.stream_helpers import booking, make_patient
 
 
 def sign_in(client, make_user, role: str = "display") -> None:
     user = make_user(role, password="screen-pass")
-    res = client.post("/login", data={"username": user.username, "password": "screen-pass"})
+    res = form_login(client, user.username, "screen-pass")
     assert res.status_code == 302
 
 
@@ -64,7 +65,9 @@ def test_display_marks_urgent_tokens_in_words(app, client, reception, make_user)
         assert res.status_code == 201
     sign_in(client, make_user)
     html = client.get(f"/display/{doctor.id}").get_data(as_text=True)
-    items = re.findall(r'<li data-token="(\d+)" data-priority="(\w+)"( class="urgent")?>(.*?)</li>', html, re.S)
+    items = re.findall(
+        r'<li data-token="(\d+)" data-priority="(\w+)"( class="urgent")?>(.*?)</li>', html, re.S
+    )
     assert [(token, priority, bool(urgent)) for token, priority, urgent, _ in items] == [
         ("2", "URGENT", True),
         ("1", "NORMAL", False),
@@ -113,7 +116,7 @@ def test_a_disabled_display_account_is_sent_back_to_login(app, client, make_user
 
     doctor = make_user("doctor")
     user = make_user("display", password="screen-pass")
-    client.post("/login", data={"username": user.username, "password": "screen-pass"})
+    form_login(client, user.username, "screen-pass")
     assert client.get(f"/display/{doctor.id}").status_code == 200
     with app.app_context():
         row = db.session.get(User, user.id)
