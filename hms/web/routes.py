@@ -6,7 +6,7 @@ import hmac
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 
 from hms.auth import service
 from hms.core.access import page, public
@@ -30,6 +30,24 @@ def _csrf_ok() -> bool:
     """The form posted the session's own CSRF token (a cross-site form cannot know it)."""
     expected, sent = session.get("csrf"), request.form.get("csrf_token", "")
     return isinstance(expected, str) and hmac.compare_digest(expected.encode(), sent.encode())
+
+
+# Pages run HMS's own scripts and styles only (static files: no inline code, no CDN) and
+# may not be framed. The Swagger UI at /api/docs loads from a CDN with inline code: it
+# gets only the framing and plug-in rules.
+PAGE_CSP = "default-src 'self'; script-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'none'"
+DOCS_CSP = "frame-ancestors 'none'; object-src 'none'; base-uri 'none'"
+_DOCS_ENDPOINT = "api-docs.openapi_swagger_ui"
+
+
+@bp.after_app_request
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers["X-Frame-Options"] = "DENY"
+    headers["X-Content-Type-Options"] = "nosniff"
+    if response.mimetype == "text/html":
+        headers["Content-Security-Policy"] = DOCS_CSP if request.endpoint == _DOCS_ENDPOINT else PAGE_CSP
+    return response
 
 
 @bp.app_context_processor
