@@ -12,8 +12,6 @@ from datetime import date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from flask import Flask
-
 from hms.appointments.models import COMPLETED, IN_CONSULTATION, WAITING
 from hms.auth.service import Identity, load_identity
 from hms.core.cache import prefetch
@@ -119,7 +117,7 @@ def _encoded(snapshot: Snapshot, variant: str) -> Encoded:
 
 
 @lru_cache(maxsize=4096)
-def _loader(app: Flask, doctor_id: int, variant: str) -> Callable[[str], Encoded]:
+def _loader(app, doctor_id: int, variant: str) -> Callable[[str], Encoded]:
     def load(day: str) -> Encoded:
         # Its own app context: the stream outlives the request, and no database
         # session or pooled connection may stay checked out while it waits.
@@ -143,7 +141,7 @@ def _today(zone_name: str) -> Callable[[], str]:
 
 
 @lru_cache(maxsize=4096)
-def _session_checker(app: Flask, account_id: int, token_epoch: int, role: str) -> Callable[[], bool]:
+def _session_checker(app, account_id: int, token_epoch: int, role: str) -> Callable[[], bool]:
     checked: list[tuple[float, bool]] = []
 
     def still_allowed() -> bool:
