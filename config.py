@@ -8,6 +8,7 @@ an in-memory cache, an in-process broker and in-memory rate limits.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -37,6 +38,10 @@ class Config:
     PASSWORD_HASH_METHOD = "scrypt"
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False  # True in production
+    # A session is not refreshed by use: it ends SESSION_HOURS after sign-in (checked by
+    # the server on its signed sign-in time, and the cookie's own expiry).
+    SESSION_REFRESH_EACH_REQUEST = False
     MAX_CONTENT_LENGTH = 1024 * 1024
 
     # Failed sign-ins allowed (flask-limiter syntax; README "Sign-in limits"): per username
@@ -82,6 +87,9 @@ class Config:
         )
         self.REDIS_URL = os.environ.get("REDIS_URL") or None
         self.CLINIC_TIMEZONE = os.environ.get("CLINIC_TIMEZONE", "UTC")
+        # Lifetime of a page session (a shared clinic PC): from sign-in, not from last use.
+        self.SESSION_HOURS = float(os.environ.get("SESSION_HOURS", "12"))
+        self.PERMANENT_SESSION_LIFETIME = timedelta(hours=self.SESSION_HOURS)
 
     def __init__(self) -> None:
         self.read_environment()
@@ -139,6 +147,11 @@ class TestingConfig(Config):
 
 
 class ProductionConfig(Config):
+    def read_environment(self) -> None:
+        super().read_environment()
+        # The session cookie only over HTTPS; SESSION_COOKIE_SECURE=0 for a plain-HTTP test bench.
+        self.SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "1") != "0"
+
     def __init__(self) -> None:
         missing = [name for name in ("SECRET_KEY", "DATABASE_URL") if not os.environ.get(name)]
         if missing:

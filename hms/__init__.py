@@ -33,7 +33,8 @@ from hms.web.routes import bp as web
 
 
 def create_app(config: Config | str | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True)
+    # The pages' own scripts and styles (hms/web/static), served under /static.
+    app = Flask(__name__, instance_relative_config=True, static_folder="web/static")
     app.session_interface = CookieSessionInterface()
     app.config.from_object(config if isinstance(config, Config) else get_config(config))
     _configure_logging(app)

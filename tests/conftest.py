@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -132,6 +133,19 @@ def token_for(app, user) -> str:
 
     with app.app_context():
         return issue_token(load_identity(user.id))["access_token"]
+
+
+def csrf_token(client, path: str = "/login") -> str:
+    """The CSRF token a page's form carries (the session's, made on first use)."""
+    html = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def form_login(client, username: str, password: str, next: str | None = None):
+    """Sign in through the /login form as a browser does: the form's token, then the POST."""
+    token = csrf_token(client)
+    url = f"/login?next={next}" if next else "/login"
+    return client.post(url, data={"username": username, "password": password, "csrf_token": token})
 
 
 class RoleClient:

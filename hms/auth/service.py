@@ -8,10 +8,14 @@ a token costs no database query on the hot path. With IDENTITY_LOCAL_SECONDS > 0
 0) each worker process also keeps what it read that long, so a busy caller costs no cache
 round trip either; the worker that commits an account change forgets the account at
 once, the other workers and instances see the change only within that time.
+If the cache cannot be reached when an account changes, the identity's deletion is kept
+and delivered when it answers again, and until then this worker reads that account from
+the database (hms.core.cache): a disabled or demoted account does not come back with Redis.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -22,7 +26,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from hms.auth.models import User
 from hms.auth.throttle import Refused, sign_in_throttle
-from hms.core.cache import cache_delete, cached
+from hms.core.cache import cache_delete, cache_get, cache_set, cached, prefetch
 from hms.core.lru import BoundedCache
 from hms.core.settings import app_memo, setting
 from hms.core.uow import unit_of_work
@@ -188,11 +192,63 @@ def identity_from_token(token: str) -> Identity | None:
     return None if claims is None else _current(*claims)
 
 
-def identity_from_session(session: dict) -> Identity | None:
-    user_id, epoch = session.get("uid"), session.get("epoch")
-    if not isinstance(user_id, int) or not isinstance(epoch, int):
+# --- page sessions (the signed cookie) ------------------------------------------------------
+# A session holds the account and its epoch, a random session id and its sign-in time.
+# It ends SESSION_HOURS after sign-in, and at sign-out: the session id is then recorded as
+# ended in the cache (until the session would have expired anyway), and that record is
+# read along with the account's cached identity, so checking it costs no round trip.
+
+_CLOCK_SKEW_SECONDS = 60
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _ended_key(session_id: str) -> str:
+    return f"session-ended:{session_id}"
+
+
+def new_session(identity: Identity) -> dict:
+    """What a signed-in page session holds."""
+    return {
+        "uid": identity.id,
+        "epoch": identity.token_epoch,
+        "sid": secrets.token_urlsafe(16),
+        "iat": int(_now()),
+    }
+
+
+def _session_seconds_left(session: dict) -> float | None:
+    """Seconds until the session's lifetime ends; None if it has no valid sign-in time."""
+    signed_in = session.get("iat")
+    if not isinstance(signed_in, int):
         return None
-    return _current(user_id, epoch)
+    age = _now() - signed_in
+    if age < -_CLOCK_SKEW_SECONDS:
+        return None
+    return setting("SESSION_HOURS") * 3600 - age
+
+
+def identity_from_session(session: dict) -> Identity | None:
+    user_id, epoch, session_id = session.get("uid"), session.get("epoch"), session.get("sid")
+    if not isinstance(user_id, int) or not isinstance(epoch, int) or not isinstance(session_id, str):
+        return None
+    left = _session_seconds_left(session)
+    if left is None or left <= 0:
+        return None
+    prefetch(_ended_key(session_id))  # rides along with the identity's cache read
+    identity = _current(user_id, epoch)
+    if identity is None or cache_get(_ended_key(session_id)) is not None:
+        return None
+    return identity
+
+
+def end_session(session: dict) -> None:
+    """Sign-out: the session's cookie is refused from now on, wherever it is replayed."""
+    session_id, left = session.get("sid"), _session_seconds_left(session)
+    if isinstance(session_id, str) and left is not None and left > 0:
+        cache_set(_ended_key(session_id), 1, int(left) + _CLOCK_SKEW_SECONDS)
 
 
 def _current(user_id, epoch) -> Identity | None:

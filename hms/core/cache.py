@@ -7,16 +7,26 @@ to the database, writes and deletes are skipped: the REST API keeps answering.
 Lists are cached under a per-namespace generation number, so one write can invalidate
 every cached page and search of that namespace with a single increment.
 Invalidate only after the transaction that changed the data has committed.
+
+An invalidation that fails (Redis unreachable) is not forgotten: the worker keeps the
+keys it could not delete, reads none of them from the cache (they miss, so they are
+read from the database) and does not store them, and a background retrier deletes
+them as soon as Redis answers again (every RETRY_SECONDS), so no worker reads the stale
+entry once Redis is back. A failed generation bump is kept the same way, as the
+deletion of the generation key: a namespace without a tag gets a new one at its next
+read, which is a bump. Costs nothing while every invalidation has succeeded.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import g, has_app_context
+from flask import Flask, current_app, g, has_app_context
 
 from hms.extensions import cache
 
@@ -24,6 +34,62 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _MISSING = object()
 _ALONG = "_hms_cache_along"  # g attribute: [keys to add to the next read, {key: value read along}]
+UNDELIVERED_KEY = "hms.core.cache.undelivered"  # app.extensions: this worker's Undelivered
+RETRY_SECONDS = 0.25
+_ever_undelivered = False  # until an invalidation fails, reads skip the check below
+
+
+class Undelivered:
+    """Invalidations this worker could not deliver: the keys still to delete."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+        self.lock = threading.Lock()
+        self.retrying = False
+
+
+def _undelivered() -> Undelivered | None:
+    if not _ever_undelivered:
+        return None
+    return current_app.extensions.get(UNDELIVERED_KEY) if has_app_context() else None
+
+
+def _keep_undelivered(keys: tuple[str, ...]) -> None:
+    global _ever_undelivered
+    _ever_undelivered = True
+    app = current_app._get_current_object()
+    state = app.extensions.get(UNDELIVERED_KEY)
+    if state is None:
+        state = app.extensions.setdefault(UNDELIVERED_KEY, Undelivered())
+    with state.lock:
+        if not state.keys:
+            log.warning(
+                "cache invalidation failed; retrying every %ss until the cache answers", RETRY_SECONDS
+            )
+        state.keys.update(keys)
+        if state.retrying:
+            return
+        state.retrying = True
+    threading.Thread(target=_retry, args=(app, state), name="hms-cache-invalidation", daemon=True).start()
+
+
+def _retry(app: Flask, state: Undelivered) -> None:
+    """Delete the undelivered keys once the cache answers (runs until they are gone)."""
+    while True:
+        time.sleep(RETRY_SECONDS)
+        with state.lock:
+            keys = tuple(state.keys)
+            if not keys or app.extensions.get(UNDELIVERED_KEY) is not state:
+                state.retrying = False
+                return
+        try:
+            with app.app_context():
+                cache.delete_many(*keys)
+        except Exception:  # noqa: BLE001 - still unreachable; try again
+            continue
+        with state.lock:
+            state.keys.difference_update(keys)
+        log.warning("cache reachable again: %d failed invalidation(s) delivered", len(keys))
 
 
 def prefetch(*keys: str) -> None:
@@ -39,6 +105,15 @@ def prefetch(*keys: str) -> None:
 
 
 def _read(keys: tuple[str, ...]) -> list[Any]:
+    values = _read_cache(keys)
+    state = _undelivered()
+    if state is not None and state.keys:
+        # What this worker failed to invalidate may still be there: not to be trusted.
+        values = [None if key in state.keys else value for key, value in zip(keys, values, strict=True)]
+    return values
+
+
+def _read_cache(keys: tuple[str, ...]) -> list[Any]:
     along = g.get(_ALONG) if has_app_context() else None
     if along is None:
         return list(cache.get_many(*keys))
@@ -78,6 +153,9 @@ def cache_get_many(*keys: str) -> list[Any]:
 
 def cache_set(key: str, value: Any, timeout: int) -> None:
     _forget_along()
+    state = _undelivered()
+    if state is not None and key in state.keys:
+        return  # its deletion is pending: the retrier's, not overwritten meanwhile
     try:
         cache.set(key, value, timeout=timeout)
     except Exception:  # noqa: BLE001
@@ -85,11 +163,13 @@ def cache_set(key: str, value: Any, timeout: int) -> None:
 
 
 def cache_delete(*keys: str) -> None:
+    """Delete `keys` now, or as soon as the cache answers again (see the module notes)."""
     _forget_along()
     try:
         cache.delete_many(*keys)
     except Exception:  # noqa: BLE001
         log.warning("cache delete failed for %s", keys, exc_info=True)
+        _keep_undelivered(keys)
 
 
 def cached(key: str, timeout: int, load: Callable[[], T]) -> T:
@@ -138,5 +218,11 @@ def generation(namespace: str) -> str:
 
 
 def bump_generation(namespace: str) -> None:
-    """Invalidate every key built with `generation(namespace)`."""
-    _new_generation(namespace)
+    """Invalidate every key built with `generation(namespace)`: a new tag, or, if the
+    cache cannot be reached, the tag's deletion as soon as it can."""
+    _forget_along()
+    try:
+        cache.set(generation_key(namespace), uuid.uuid4().hex[:12], timeout=0)
+    except Exception:  # noqa: BLE001
+        log.warning("cache generation bump failed for %s", namespace, exc_info=True)
+        _keep_undelivered((generation_key(namespace),))

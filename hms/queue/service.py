@@ -101,7 +101,7 @@ def open_queue_stream(doctor_id: int, identity: Identity) -> Stream:
         read_first=read_first,
         load=_loader(app, doctor_id, variant),
         today=_today(str(clinic_zone())),
-        still_allowed=_session_checker(app, identity.id, identity.token_epoch),
+        still_allowed=_session_checker(app, identity.id, identity.token_epoch, identity.role),
         limit=int(setting("SSE_MAX_CONNECTIONS_PER_DOCTOR")),
         refused=f"Too many live streams for doctor {doctor_id}; try again shortly.",
     )
@@ -141,11 +141,14 @@ def _today(zone_name: str) -> Callable[[], str]:
 
 
 @lru_cache(maxsize=4096)
-def _session_checker(app, account_id: int, token_epoch: int) -> Callable[[], bool]:
+def _session_checker(app, account_id: int, token_epoch: int, role: str) -> Callable[[], bool]:
     checked: list[tuple[float, bool]] = []
 
     def still_allowed() -> bool:
-        """A disabled account or a changed password ends its open streams too."""
+        """A disabled account, a changed password or a changed role ends its open streams
+        too, at their next heartbeat: a stream was opened in the form its role saw (full
+        or masked) and for a role allowed to follow the queue; the client reconnects and
+        is answered for the role it has now."""
         now = time.monotonic()
         if checked and now - checked[0][0] < IDENTITY_CHECK_SECONDS:
             return checked[0][1]
@@ -156,7 +159,12 @@ def _session_checker(app, account_id: int, token_epoch: int) -> Callable[[], boo
                 return True
             finally:
                 db.session.remove()
-        allowed = current is not None and current.active and current.token_epoch == token_epoch
+        allowed = (
+            current is not None
+            and current.active
+            and current.token_epoch == token_epoch
+            and current.role == role
+        )
         checked[:] = [(now, allowed)]
         return allowed
 

@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.conftest import form_login
+
 
 def login(client, username, password, **kw):
     return client.post("/api/auth/token", json={"username": username, "password": password}, **kw)
@@ -122,9 +124,9 @@ def test_session_cookie_login_page(client, make_user):
     user = make_user("display", password="screen-pass")
     page = client.get("/login")
     assert page.status_code == 200 and b"<form" in page.data
-    bad = client.post("/login", data={"username": user.username, "password": "x"})
+    bad = form_login(client, user.username, "x")
     assert bad.status_code == 401
-    ok = client.post("/login?next=/", data={"username": user.username, "password": "screen-pass"})
+    ok = form_login(client, user.username, "screen-pass", next="/")
     assert ok.status_code == 302 and ok.headers["Location"] == "/"
     # The cookie authenticates safe API calls (a browser EventSource) ...
     assert client.get("/api/auth/me").get_json()["role"] == "display"
@@ -134,7 +136,7 @@ def test_session_cookie_login_page(client, make_user):
 
 def test_login_redirect_is_never_off_site(client, make_user):
     user = make_user("admin", password="pw")
-    res = client.post("/login?next=//evil.example/x", data={"username": user.username, "password": "pw"})
+    res = form_login(client, user.username, "pw", next="//evil.example/x")
     assert res.status_code == 302 and res.headers["Location"] == "/"
 
 

@@ -4,6 +4,7 @@ trusted proxies, equal-cost failures, and sign-in that survives a Redis outage."
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import statistics
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import requires_postgres, run_server, uses_postgres
+from tests.conftest import csrf_token, requires_postgres, run_server, uses_postgres
 
 TOO_MANY = "Too many sign-in attempts: try again in a minute"
 
@@ -28,9 +29,11 @@ def api_login(client, username, password, address="10.0.0.1", **kw):
 
 
 def form_login(client, username, password, address="10.0.0.1", **kw):
+    """The /login form as a browser posts it: with the form's CSRF token."""
+    token = csrf_token(client)
     return client.post(
         "/login",
-        data={"username": username, "password": password},
+        data={"username": username, "password": password, "csrf_token": token},
         environ_base={"REMOTE_ADDR": address},
         **kw,
     )
@@ -230,14 +233,18 @@ def test_sign_in_works_while_redis_is_down(app, database_url, make_user, own_red
     if not uses_postgres() and not database_url.startswith("sqlite:///"):
         pytest.skip("the live server needs a database file or PostgreSQL")
     user = make_user("reception", password="right-pass")
-    with run_server(database_url, workers=1, extra_env={"REDIS_URL": own_redis.url}) as base:
+    env = {"REDIS_URL": own_redis.url, "SESSION_COOKIE_SECURE": "0"}  # plain HTTP here
+    with run_server(database_url, workers=1, extra_env=env) as base:
 
         def sign_in(password: str, path: str = "/api/auth/token") -> int:
-            if path == "/login":
-                body = {"data": {"username": user.username, "password": password}}
-            else:
-                body = {"json": {"username": user.username, "password": password}}
-            return requests.post(base + path, timeout=30, allow_redirects=False, **body).status_code
+            if path == "/login":  # a browser: the form (with its session and CSRF token), then the post
+                browser = requests.Session()
+                page = browser.get(base + path, timeout=30).text
+                token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+                data = {"username": user.username, "password": password, "csrf_token": token}
+                return browser.post(base + path, data=data, timeout=30, allow_redirects=False).status_code
+            body = {"username": user.username, "password": password}
+            return requests.post(base + path, json=body, timeout=30, allow_redirects=False).status_code
 
         assert sign_in("right-pass") == 200
         own_redis.stop()

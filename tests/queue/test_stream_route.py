@@ -9,6 +9,7 @@ import pytest
 
 from hms.realtime.broker import QueueBroker
 from hms.realtime.limiter import StreamSlots
+from tests.conftest import form_login
 from tests.queue.stream_helpers import StreamReader, booking, make_patient
 
 
@@ -140,7 +141,7 @@ def test_session_cookie_authenticates_the_stream(app, client, reception, make_us
     reception.post("/api/appointments", json=booking(make_patient(app, "Ravi Shankar"), doctor_user.id))
     user = make_user("display", password="screen-pass")
     assert open_stream(client, doctor_user.id).status_code == 401
-    res = client.post("/login", data={"username": user.username, "password": "screen-pass"})
+    res = form_login(client, user.username, "screen-pass")
     assert res.status_code == 302
     reader = read(open_stream(client, doctor_user.id))
     try:

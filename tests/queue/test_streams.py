@@ -192,6 +192,33 @@ def test_live_headers_and_errors_before_streaming(database_url, people):
         assert anonymous.status_code == 401 and anonymous.json()["code"] == 401
 
 
+def test_live_a_demoted_account_s_open_stream_ends_at_the_next_heartbeat(
+    app, database_url, make_user, people
+):
+    """A reception account demoted to display must not keep receiving names and MRNs."""
+    account = make_user("reception")
+    admin_token = token_for(app, make_user("admin"))
+    with sse_server(database_url) as base:
+        assert people.book(base).status_code == 201
+        reader = read_stream(open_stream(base, people.doctor_id, token_for(app, account)))
+        try:
+            first = json.loads(reader.next_event().data)
+            assert "mrn" in first["entries"][0]["patient"]  # the full form
+            demoted = requests.patch(
+                f"{base}/api/staff/{account.id}",
+                json={"role": "display"},
+                headers={"Authorization": f"Bearer {admin_token}"},
+                timeout=10,
+            )
+            assert demoted.status_code == 200, demoted.text
+            deadline = time.monotonic() + HEARTBEAT * 3
+            while (block := reader.next(HEARTBEAT * 4)) is not None:
+                assert block.data is None or "mrn" not in block.data
+                assert time.monotonic() < deadline, "the stream outlived the demotion"
+        finally:
+            reader.close()
+
+
 def test_live_limit_and_vanished_clients_free_their_slots(database_url, people):
     with sse_server(database_url, SSE_MAX_CONNECTIONS_PER_DOCTOR=3) as base:
         sockets = [raw_stream(base, people.doctor_id, people.doctor_token) for _ in range(3)]
