@@ -45,6 +45,7 @@ def register_extensions(app: Flask) -> None:
     from hms import models  # noqa: F401 - every table known to SQLAlchemy and Alembic
     from hms.auth.access import init_access
     from hms.core.converters import IdConverter
+    from hms.core.inputs import init_inputs
     from hms.extensions import api, broker, cache, db, limiter, migrate, stream_slots
 
     app.url_map.converters["id"] = IdConverter
@@ -60,6 +61,7 @@ def register_extensions(app: Flask) -> None:
     api.init_app(app)
     api.register_converter(IdConverter, lambda _: {"type": "integer", "minimum": 1, "maximum": 2**31 - 1})
     init_access(app)
+    init_inputs(app)  # after the access hook: 401 comes before any 422
 
 
 def _limit_decorated_views_only(app: Flask, limiter) -> None:

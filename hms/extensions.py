@@ -4,7 +4,7 @@ from flask_caching import Cache
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
@@ -35,15 +35,6 @@ class HMSApi(Api):
             headers = {**headers, "Retry-After": str(retry_after or 60)}
         return payload, code, headers
 
-
-# webargs silently drops unknown query parameters; make them follow each schema's
-# Meta.unknown instead (RAISE for ours), so `?stauts=WAITING` is a 422, not an
-# unfiltered list. Every flask-smorest Blueprint shares this parser instance.
-Blueprint.ARGUMENTS_PARSER.DEFAULT_UNKNOWN_BY_LOCATION = {
-    **Blueprint.ARGUMENTS_PARSER.DEFAULT_UNKNOWN_BY_LOCATION,
-    "query": None,
-    "querystring": None,
-}
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
