@@ -122,16 +122,17 @@ class PatientSchema(ma.Schema):
     mrn = fields.String()
     name = fields.String()
     gender = fields.String()
-    date_of_birth = fields.Date()
+    date_of_birth = fields.Date(allow_none=True)
     age = fields.Method(
         "current_age",
         metadata={
             "type": "integer",
+            "nullable": True,
             "description": "Today's age when date_of_birth is known, else as recorded.",
         },
     )
-    phone = fields.String()
-    address = fields.String()
+    phone = fields.String(allow_none=True)
+    address = fields.String(allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 
