@@ -133,6 +133,10 @@ class StrictSchema(ma.Schema):
         unknown = ma.RAISE
 
 
+class NoQuery(StrictSchema):
+    """A route that takes no query parameters: any one is 422, as a typo is elsewhere."""
+
+
 class PageQuery(StrictSchema):
     """?page=&limit= (1..100, default 20). Subclasses add their filters."""
 

@@ -4,6 +4,7 @@ from flask.views import MethodView
 
 from hms.auth.access import ANY_ROLE, allow, current_identity
 from hms.core.blueprint import Blueprint
+from hms.core.fields import NoQuery
 from hms.realtime import service
 from hms.realtime.stream import sse_response
 
@@ -23,9 +24,10 @@ _STREAM_DOC = {
 @blp.route("/queue/<id:doctor_id>/stream")
 class QueueStreamResource(MethodView):
     @allow(*ANY_ROLE)
+    @blp.arguments(NoQuery, location="query")
     @blp.doc(responses={"200": _STREAM_DOC})
     @blp.alt_response(404, description="Not a doctor")
     @blp.alt_response(429, description="SSE_MAX_CONNECTIONS_PER_DOCTOR streams already open for this doctor")
-    def get(self, doctor_id: int):
+    def get(self, _query, doctor_id: int):
         """Follow a doctor's queue live (Server-Sent Events)"""
         return sse_response(service.open_queue_stream(doctor_id, current_identity()))
