@@ -6,7 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from hms.appointments.models import APPOINTMENT_TYPES, STATUSES
-from hms.core.fields import MAX_ID, Id, PageQuery, StrictSchema, Text, page_schema
+from hms.core.fields import MAX_ID, Id, IsoDate, PageQuery, StrictSchema, Text, page_schema
 
 REASON_MAX = 500
 COMPLAINT_MAX = 500
@@ -20,7 +20,7 @@ class BookingSchema(StrictSchema):
     doctor_id = Id(required=True, metadata={"description": "The doctor's staff id."})
     appointment_type = fields.String(required=True, validate=validate.OneOf(APPOINTMENT_TYPES))
     chief_complaint = Text(COMPLAINT_MAX, allow_none=True)
-    appointment_date = fields.Date(
+    appointment_date = IsoDate(
         metadata={"description": "YYYY-MM-DD in the clinic's time zone; default today, never in the past."}
     )
 
@@ -39,11 +39,11 @@ class AppointmentListQuery(PageQuery):
     doctor_id = _query_id()
     patient_id = _query_id()
     status = fields.String(validate=validate.OneOf(STATUSES))
-    date = fields.Date(metadata={"description": "Appointment date, YYYY-MM-DD."})
+    date = IsoDate(metadata={"description": "Appointment date, YYYY-MM-DD."})
 
 
 class QueueQuery(StrictSchema):
-    date = fields.Date(metadata={"description": "YYYY-MM-DD; default today in the clinic's time zone."})
+    date = IsoDate(metadata={"description": "YYYY-MM-DD; default today in the clinic's time zone."})
 
 
 # --- responses --------------------------------------------------------------------------

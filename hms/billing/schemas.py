@@ -4,7 +4,17 @@ import marshmallow as ma
 from marshmallow import fields, validate, validates_schema
 
 from hms.billing.models import BILL_STATUSES, PAYMENT_METHODS
-from hms.core.fields import MAX_ID, Id, Money, PageQuery, StrictInteger, StrictSchema, Text, page_schema
+from hms.core.fields import (
+    MAX_ID,
+    Id,
+    IsoDate,
+    Money,
+    PageQuery,
+    StrictInteger,
+    StrictSchema,
+    Text,
+    page_schema,
+)
 
 MAX_QUANTITY = 10_000
 MAX_ITEMS_PER_REQUEST = 100
@@ -50,7 +60,10 @@ class BillLineInSchema(StrictSchema):
 class BillCreateSchema(StrictSchema):
     patient_id = Id(required=True)
     appointment_id = Id(allow_none=True, metadata={"description": "Required for doctors (own only)."})
-    due_date = fields.Date(allow_none=True, metadata={"description": "Not before today; default today."})
+    due_date = IsoDate(
+        allow_none=True,
+        metadata={"description": "YYYY-MM-DD, today up to 10 years ahead; default today."},
+    )
     items = fields.List(
         fields.Nested(BillLineInSchema),
         required=True,
