@@ -3,7 +3,7 @@
 import marshmallow as ma
 from marshmallow import fields, validate, validates_schema
 
-from hms.billing.models import BILL_STATUSES, PAYMENT_METHODS
+from hms.billing.models import BILL_STATUSES, IDEMPOTENCY_KEY_MAX, PAYMENT_METHODS
 from hms.core.fields import (
     MAX_ID,
     Id,
@@ -108,8 +108,11 @@ class IdempotencyHeaderSchema(ma.Schema):
 
     idempotency_key = fields.String(
         data_key="Idempotency-Key",
-        validate=validate.Length(min=1, max=200),
-        metadata={"description": "Makes a retry safe: same key + same body answers the first result."},
+        validate=validate.Length(min=1, max=IDEMPOTENCY_KEY_MAX),
+        metadata={
+            "description": "Up to 255 characters, no control characters (400). Makes a retry safe: "
+            "the same key with the same body answers the first result."
+        },
     )
 
 
