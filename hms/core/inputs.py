@@ -39,17 +39,14 @@ TEXT_MESSAGE = "Must not contain NUL characters or unpaired surrogates."
 QUERY_MESSAGE = "Must not contain NUL characters; percent-escapes must be UTF-8."
 FORM_MESSAGE = "Must not contain NUL characters."
 
-# What the depth walk keeps of a body: brackets and quotes (non-ASCII text is kept too,
-# but only inside strings, which the walk then drops).
-_SKELETON = str.maketrans(dict.fromkeys(chr(code) for code in range(128) if chr(code) not in '[]{}"'))
-_INNERMOST = re.compile(r"\[\]|\{\}")
-# A \u escape at the start of a run of backslashes of even length (an escaped backslash
-# followed by "u0000" is text, not an escape). A valid surrogate pair is matched whole, so
-# its low half is never taken for a lone one; group 1 is a NUL or an unpaired surrogate.
-_BAD_ESCAPE = re.compile(
-    r"(?<!\\)(?:\\\\)*\\u(?:[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
-    r"|(0000|[dD][89a-fA-F][0-9a-fA-F]{2}))"
-)
+# The depth walk works on a body's bytes, at C speed: it keeps brackets (every opening one
+# as "(", every closing one as ")") and quotes, and drops everything else.
+_BRACKETS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKET_OR_QUOTE = bytes(code for code in range(256) if code not in b'[]{}"')
+# A \u escape that may write a NUL or half a surrogate pair; the second, the low half that
+# must follow a high one.
+_NUL_OR_SURROGATE_ESCAPE = re.compile(r"\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+_LOW_SURROGATE_ESCAPE = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
@@ -70,26 +67,51 @@ def _reject_constant(name: str):
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-def _too_deep(text: str) -> bool:
+def _too_deep(body: bytes) -> bool:
     """More than MAX_JSON_DEPTH nested arrays and objects (or unbalanced brackets)?"""
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
         return False
-    if "\\" in text:
+    if b"\\" in body:
         # Without escaped backslashes, then escaped quotes, every string is between two quotes.
-        text = text.replace("\\\\", "").replace('\\"', "")
-    brackets = "".join(text.translate(_SKELETON).split('"')[::2])  # those outside the strings
-    for _ in range(MAX_JSON_DEPTH):
-        brackets, removed = _INNERMOST.subn("", brackets)
-        if not brackets:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = body.translate(_BRACKETS, _NOT_BRACKET_OR_QUOTE)
+    brackets = skeleton.replace(b'""', b"")  # the strings, when none holds a bracket
+    if b'"' in brackets:  # some string does: keep what is outside the strings
+        brackets = b"".join(skeleton.split(b'"')[::2])
+    for _ in range(MAX_JSON_DEPTH):  # each pass takes away the innermost level
+        shorter = brackets.replace(b"()", b"")
+        if not shorter:
             return False
-        if not removed:  # unbalanced: not JSON anyway
+        if len(shorter) == len(brackets):  # unbalanced: not JSON anyway
             return True
+        brackets = shorter
     return True
 
 
-def _may_hold_bad_escape(text: str) -> bool:
-    """Substring checks at C speed: most bodies, even with escapes (é is \\u00e9), skip the scan."""
-    return "\\u0000" in text or "\\ud" in text or "\\uD" in text
+def _has_bad_escape(text: str) -> bool:
+    """Does this (valid JSON) text write a NUL or an unpaired surrogate?
+
+    Substring checks at C speed first: most bodies, even with escapes (é is \\u00e9), have
+    no \\u0000 or \\udXXX and stop there. Then each candidate escape: skipped when its
+    backslash is itself escaped (an odd run of backslashes before it), bad when it is a
+    NUL or a surrogate half that is not a high one followed by a low one."""
+    if "\\u0000" not in text and "\\ud" not in text and "\\uD" not in text:
+        return False
+    low_half_at = -1
+    for match in _NUL_OR_SURROGATE_ESCAPE.finditer(text):
+        start = match.start()
+        if start == low_half_at:
+            continue
+        backslashes = 0
+        while start - backslashes > 0 and text[start - backslashes - 1] == "\\":
+            backslashes += 1
+        if backslashes % 2:
+            continue  # "\\\\u0000" is a backslash and the text u0000
+        unit = int(match.group(1), 16)
+        if unit == 0 or unit >= 0xDC00 or not _LOW_SURROGATE_ESCAPE.match(text, match.end()):
+            return True
+        low_half_at = match.end()
+    return False
 
 
 def _bad_text_errors(value: Any) -> dict:
@@ -116,8 +138,11 @@ def _bad_text_errors(value: Any) -> dict:
 
 def decode_json(data: bytes | str) -> Any:
     """Decode a request body within the limits; raise UnreadableInput (or another ValueError)."""
-    text = data.decode("utf-8") if isinstance(data, bytes) else data
-    if _too_deep(text):
+    if isinstance(data, bytes):
+        text = data.decode("utf-8")
+    else:
+        text, data = data, data.encode("utf-8", "surrogatepass")
+    if _too_deep(data):
         raise UnreadableInput(400, [f"Nested deeper than {MAX_JSON_DEPTH} arrays and objects."])
     try:
         value = _DECODER.decode(text)
@@ -127,7 +152,7 @@ def decode_json(data: bytes | str) -> Any:
         # int() refuses more than sys.get_int_max_str_digits() digits; the depth check makes
         # RecursionError unreachable, kept as a backstop.
         raise UnreadableInput(400, ["A number has too many digits."]) from None
-    if _may_hold_bad_escape(text) and any(match.group(1) for match in _BAD_ESCAPE.finditer(text)):
+    if _has_bad_escape(text):
         raise UnreadableInput(422, _bad_text_errors(value))
     return value
 
