@@ -20,6 +20,7 @@ from hms.auth.routes import blp as auth
 from hms.billing.routes import blp as billing
 from hms.cli import register_commands
 from hms.core.converters import IdConverter
+from hms.core.inputs import init_inputs
 from hms.core.sessions import CookieSessionInterface
 from hms.errors import register_error_handlers
 from hms.extensions import api, cache, db, limiter, migrate
@@ -82,6 +83,7 @@ def register_extensions(app: Flask) -> None:
     api.init_app(app)
     api.register_converter(IdConverter, lambda _: {"type": "integer", "minimum": 1, "maximum": 2**31 - 1})
     init_access(app)
+    init_inputs(app)  # after the access hook: 401 comes before any 422
 
 
 def _limit_decorated_views_only(app: Flask, limiter) -> None:

@@ -4,7 +4,7 @@ from flask_caching import Cache
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
@@ -32,17 +32,6 @@ class HMSApi(Api):
             headers = {**headers, "Retry-After": str(retry_after or 60)}
         return payload, code, headers
 
-
-# webargs drops unknown query parameters by default (EXCLUDE for the query location).
-# Setting None here makes every query schema follow its own Meta.unknown instead (RAISE:
-# hms.core.fields.StrictSchema), so `?stauts=WAITING` is a 422, not an unfiltered list.
-# It is set once, here, for the whole API: every flask-smorest Blueprint (and so
-# hms.core.blueprint's) parses with this one parser instance; routes configure nothing.
-Blueprint.ARGUMENTS_PARSER.DEFAULT_UNKNOWN_BY_LOCATION = {
-    **Blueprint.ARGUMENTS_PARSER.DEFAULT_UNKNOWN_BY_LOCATION,
-    "query": None,
-    "querystring": None,
-}
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()

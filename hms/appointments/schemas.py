@@ -6,7 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from hms.appointments.models import APPOINTMENT_TYPES, PRIORITIES, STATUSES
-from hms.core.fields import MAX_ID, Id, PageQuery, StrictSchema, Text, page_schema
+from hms.core.fields import MAX_ID, Id, IsoDate, PageQuery, StrictSchema, Text, page_schema
 
 REASON_MAX = 500
 COMPLAINT_MAX = 500
@@ -27,7 +27,7 @@ class BookingSchema(StrictSchema):
             "description": "URGENT patients wait ahead of NORMAL ones (first come, first served within each)."
         },
     )
-    appointment_date = fields.Date(
+    appointment_date = IsoDate(
         metadata={"description": "YYYY-MM-DD in the clinic's time zone; default today, never in the past."}
     )
 
@@ -46,7 +46,7 @@ class AppointmentListQuery(PageQuery):
     doctor_id = _query_id()
     patient_id = _query_id()
     status = fields.String(validate=validate.OneOf(STATUSES))
-    date = fields.Date(metadata={"description": "Appointment date, YYYY-MM-DD."})
+    date = IsoDate(metadata={"description": "Appointment date, YYYY-MM-DD."})
 
 
 # --- responses --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ BILL_STATUSES = (UNPAID, PARTIALLY_PAID, PAID, VOID)
 PAYMENT = "PAYMENT"
 REFUND = "REFUND"
 PAYMENT_METHODS = ("CASH", "CARD", "UPI", "INSURANCE", "OTHER")
+IDEMPOTENCY_KEY_MAX = 255  # characters (API.md)
 
 
 class Bill(db.Model):
@@ -104,7 +105,7 @@ class IdempotencyRecord(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    key: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_MAX))
     fingerprint: Mapped[str] = mapped_column(String(64))
     response_status: Mapped[int | None]
     response_body: Mapped[str | None] = mapped_column(Text)

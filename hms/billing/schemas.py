@@ -3,8 +3,18 @@
 import marshmallow as ma
 from marshmallow import fields, validate, validates_schema
 
-from hms.billing.models import BILL_STATUSES, PAYMENT_METHODS
-from hms.core.fields import MAX_ID, Id, Money, PageQuery, StrictInteger, StrictSchema, Text, page_schema
+from hms.billing.models import BILL_STATUSES, IDEMPOTENCY_KEY_MAX, PAYMENT_METHODS
+from hms.core.fields import (
+    MAX_ID,
+    Id,
+    IsoDate,
+    Money,
+    PageQuery,
+    StrictInteger,
+    StrictSchema,
+    Text,
+    page_schema,
+)
 
 MAX_QUANTITY = 10_000
 MAX_ITEMS_PER_REQUEST = 100
@@ -50,7 +60,10 @@ class BillLineInSchema(StrictSchema):
 class BillCreateSchema(StrictSchema):
     patient_id = Id(required=True)
     appointment_id = Id(allow_none=True, metadata={"description": "Required for doctors (own only)."})
-    due_date = fields.Date(allow_none=True, metadata={"description": "Not before today; default today."})
+    due_date = IsoDate(
+        allow_none=True,
+        metadata={"description": "YYYY-MM-DD, today up to 10 years ahead; default today."},
+    )
     items = fields.List(
         fields.Nested(BillLineInSchema),
         required=True,
@@ -95,8 +108,11 @@ class IdempotencyHeaderSchema(ma.Schema):
 
     idempotency_key = fields.String(
         data_key="Idempotency-Key",
-        validate=validate.Length(min=1, max=200),
-        metadata={"description": "Makes a retry safe: same key + same body answers the first result."},
+        validate=validate.Length(min=1, max=IDEMPOTENCY_KEY_MAX),
+        metadata={
+            "description": "Up to 255 characters, no control characters (400). Makes a retry safe: "
+            "the same key with the same body answers the first result."
+        },
     )
 
 

@@ -49,6 +49,7 @@ from hms.queue.events import record_event
 from hms.reference.models import Category, Medicine, TestType
 
 PAYMENT_EVENT = "PAYMENT_RECEIVED"
+DUE_DATE_MAX_YEARS = 10
 # One instance for every answer: a schema is built (its fields deep-copied) once.
 _BILL_SCHEMA = BillSchema()
 
@@ -226,8 +227,8 @@ def _open_bill(data: dict, identity: Identity) -> int:
     if appointment_id is not None:
         _appointment_for_billing(appointment_id, patient_id, identity)
     due_date = data.get("due_date")
-    if due_date is not None and due_date < clinic_today():
-        raise ValidationFailed.field("due_date", "Must not be before today.")
+    if due_date is not None:
+        _check_due_date(due_date, clinic_today())
     lines = _resolve_lines(data["items"])
     _check_total(sum((line.amount for line in lines), Decimal("0")))
     bill_id = open_bill(
@@ -238,6 +239,18 @@ def _open_bill(data: dict, identity: Identity) -> int:
         due_date=due_date,
     )
     return bill_id
+
+
+def _check_due_date(due_date: date, today: date) -> None:
+    """Today up to DUE_DATE_MAX_YEARS ahead (a date years out is a typo, not a plan)."""
+    if due_date < today:
+        raise ValidationFailed.field("due_date", "Must not be before today.")
+    try:
+        latest = today.replace(year=today.year + DUE_DATE_MAX_YEARS)
+    except ValueError:  # 29 February
+        latest = today.replace(year=today.year + DUE_DATE_MAX_YEARS, day=28)
+    if due_date > latest:
+        raise ValidationFailed.field("due_date", f"At most {DUE_DATE_MAX_YEARS} years ahead.")
 
 
 def _locked(bill_id: int) -> Bill:

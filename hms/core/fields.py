@@ -13,6 +13,7 @@ MAX_ID = 2**31 - 1
 MONEY_MAX = Decimal("9999999999.99")  # NUMERIC(12,2)
 TWO_PLACES = Decimal("0.01")
 _DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class Money(fields.Field):
@@ -116,6 +117,16 @@ class JsonBoolean(fields.Boolean):
         return value
 
 
+class IsoDate(fields.Date):
+    """A calendar date written exactly YYYY-MM-DD (API.md). Python's date.fromisoformat
+    also reads 2026-W49-4 and 20261203, which would be taken for a date nobody typed."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class Timestamp(fields.DateTime):
     """An ISO 8601 timestamp out; a value that is already a string (a cached, dumped
     row) is passed through, so cached dicts can be dumped by the same schema."""
@@ -131,6 +142,10 @@ class StrictSchema(ma.Schema):
 
     class Meta:
         unknown = ma.RAISE
+
+
+class NoQuery(StrictSchema):
+    """A route that takes no query parameters: any one is 422, as a typo is elsewhere."""
 
 
 class PageQuery(StrictSchema):

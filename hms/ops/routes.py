@@ -6,6 +6,8 @@ from hms.core.access import public
 from hms.ops import service
 
 bp = Blueprint("ops", __name__)
+# API.md: every 503 carries Retry-After; a dependency coming back takes a few seconds.
+READYZ_RETRY_AFTER_SECONDS = 5
 
 
 @bp.get("/healthz")
@@ -18,4 +20,6 @@ def healthz():
 @public
 def readyz():
     report, ready = service.readiness()
-    return report, 200 if ready else 503
+    if ready:
+        return report, 200
+    return report, 503, {"Retry-After": str(READYZ_RETRY_AFTER_SECONDS)}

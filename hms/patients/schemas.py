@@ -12,7 +12,7 @@ import re
 import marshmallow as ma
 from marshmallow import fields, validate, validates
 
-from hms.core.fields import SearchPageQuery, StrictSchema, page_schema
+from hms.core.fields import IsoDate, SearchPageQuery, StrictSchema, page_schema
 from hms.patients.models import GENDERS
 from hms.patients.service import age_of
 
@@ -21,7 +21,6 @@ ADDRESS_MAX = 300
 PHONE_PATTERN = re.compile(r"^[0-9 +()\-]{3,20}$")
 # PostgreSQL rejects NUL in text and the others are never meant in a name or address.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def normalize_phone(raw: str) -> str:
@@ -48,15 +47,6 @@ def _no_control_characters(value: str) -> None:
 def _not_blank(value: str) -> None:
     if not value.strip():
         raise ma.ValidationError("Must not be blank.")
-
-
-class IsoDate(fields.Date):
-    """A calendar date written exactly as YYYY-MM-DD."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def _name(**kwargs) -> fields.String:
@@ -122,16 +112,17 @@ class PatientSchema(ma.Schema):
     mrn = fields.String()
     name = fields.String()
     gender = fields.String()
-    date_of_birth = fields.Date()
+    date_of_birth = fields.Date(allow_none=True)
     age = fields.Method(
         "current_age",
         metadata={
             "type": "integer",
+            "nullable": True,
             "description": "Today's age when date_of_birth is known, else as recorded.",
         },
     )
-    phone = fields.String()
-    address = fields.String()
+    phone = fields.String(allow_none=True)
+    address = fields.String(allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 

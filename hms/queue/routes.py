@@ -5,10 +5,11 @@ from flask.views import MethodView
 
 from hms.core.access import allow, current_identity
 from hms.core.blueprint import Blueprint
+from hms.core.fields import NoQuery
 from hms.core.roles import sees_masked_queue
 from hms.core.time import clinic_today
 from hms.queue import service
-from hms.queue.schemas import QueueQuery, QueueSnapshotSchema, StreamQuery
+from hms.queue.schemas import QueueQuery, QueueSnapshotSchema
 from hms.realtime.stream import sse_response
 
 blp = Blueprint("queue", __name__, url_prefix="/api", description="The queue, and its live stream")
@@ -72,7 +73,7 @@ class QueueNextResource(MethodView):
 @blp.route("/queue/<id:doctor_id>/stream")
 class QueueStreamResource(MethodView):
     @allow("queue.read")
-    @blp.arguments(StreamQuery, location="query")
+    @blp.arguments(NoQuery, location="query")
     @blp.doc(responses={"200": _STREAM_DOC})
     @blp.alt_response(404, description="Not a doctor")
     @blp.alt_response(429, description="SSE_MAX_CONNECTIONS_PER_DOCTOR streams already open for this doctor")

@@ -6,15 +6,11 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
-from hms.core.fields import StrictSchema
+from hms.core.fields import IsoDate, StrictSchema
 
 
 class QueueQuery(StrictSchema):
-    date = fields.Date(metadata={"description": "YYYY-MM-DD; default today in the clinic's time zone."})
-
-
-class StreamQuery(StrictSchema):
-    """The stream takes no query parameters: an unknown one is a 422, as on every route."""
+    date = IsoDate(metadata={"description": "YYYY-MM-DD; default today in the clinic's time zone."})
 
 
 class QueuePatientSchema(ma.Schema):

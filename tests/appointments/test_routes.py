@@ -685,3 +685,24 @@ def test_doctor_calls_next_only_on_own_queue(app, as_role, reception, dr, make_u
 def test_next_on_unknown_doctor_is_404(reception, make_user):
     assert reception.post("/api/queue/999999/next").status_code == 404
     assert reception.post(f"/api/queue/{make_user('reception').id}/next").status_code == 404
+
+
+def _other_spellings(day) -> list[str]:
+    """The same date written as ISO 8601 allows but API.md does not (YYYY-MM-DD only)."""
+    year, week, weekday = day.isocalendar()
+    fullwidth = day.isoformat().translate({ord(d): 0xFF10 + int(d) for d in "0123456789"})
+    return [f"{year}-W{week:02d}-{weekday}", f"{year}W{week:02d}{weekday}", day.strftime("%Y%m%d"), fullwidth]
+
+
+def test_dates_are_yyyy_mm_dd_only(app, reception, dr, new_patient):
+    tomorrow = today(app) + timedelta(days=1)
+    patient_id = new_patient()
+    before = table_counts(app)
+    for text in _other_spellings(tomorrow):
+        res = book(reception, patient_id, dr.id, appointment_date=text)
+        assert res.status_code == 422, (text, res.get_json())
+        assert "appointment_date" in res.get_json()["errors"]["json"]
+        assert reception.get("/api/appointments", query_string={"date": text}).status_code == 422, text
+        assert reception.get(f"/api/queue/{dr.id}", query_string={"date": text}).status_code == 422, text
+    assert table_counts(app) == before
+    assert book(reception, patient_id, dr.id, appointment_date=tomorrow.isoformat()).status_code == 201

@@ -593,7 +593,7 @@ def test_failed_request_does_not_burn_the_key(app, cashier, open_bill):
     assert payment_rows(app) == 1
 
 
-@pytest.mark.parametrize("key", ["", "k" * 201])
+@pytest.mark.parametrize("key", ["", "k" * 256])
 def test_bad_idempotency_keys_are_422(app, cashier, open_bill, key):
     bill = open_bill("100.00")
     res = cashier.post(
@@ -749,3 +749,67 @@ def test_openapi_documents_the_routes(client):
     assert "/api/bills/{bill_id}/payments" in spec["paths"]
     params = spec["paths"]["/api/bills/{bill_id}/payments"]["post"]["parameters"]
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in params)
+
+
+def test_idempotency_keys_up_to_255_characters_work(app, cashier, open_bill):
+    bill = open_bill("100.00")
+    url = f"/api/bills/{bill['id']}/payments"
+    key = {"Idempotency-Key": "k" * 255}
+    first = cashier.post(url, json={"amount": "10.00", "method": "CASH"}, headers=key)
+    assert first.status_code == 201, first.get_json()
+    again = cashier.post(url, json={"amount": "10.00", "method": "CASH"}, headers=key)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert payment_rows(app) == 1
+
+
+@pytest.mark.parametrize("key", ["pay\x00-1", "pay\x01-1", "pay\x1f-1", "pay\x7f-1", "pay\t1"])
+def test_idempotency_keys_with_control_characters_are_400(app, cashier, open_bill, key):
+    bill = open_bill("100.00")
+    res = cashier.post(
+        f"/api/bills/{bill['id']}/payments",
+        json={"amount": "1", "method": "CASH"},
+        headers={"Idempotency-Key": key},
+    )
+    assert res.status_code == 400, res.get_data(as_text=True)
+    body = res.get_json()
+    assert body["code"] == 400 and body["message"] and "Idempotency-Key" in body["errors"]["headers"]
+    assert payment_rows(app) == 0
+
+
+def _clinic_today(app):
+    from hms.core.time import clinic_today
+
+    with app.app_context():
+        return clinic_today()
+
+
+def test_due_dates_are_yyyy_mm_dd_only(app, reception, patient_id):
+    tomorrow = _clinic_today(app) + timedelta(days=1)
+    year, week, weekday = tomorrow.isocalendar()
+    line = {"description": "X", "quantity": 1, "unit_price": "1.00"}
+    for text in (f"{year}-W{week:02d}-{weekday}", tomorrow.strftime("%Y%m%d")):
+        res = reception.post("/api/bills", json={"patient_id": patient_id, "items": [line], "due_date": text})
+        assert res.status_code == 422, (text, res.get_json())
+        assert "due_date" in res.get_json()["errors"]["json"]
+    assert bill_count(reception) == 0
+
+
+def test_due_date_is_at_most_ten_years_ahead(app, reception, patient_id):
+    today = _clinic_today(app)
+    limit = (
+        today.replace(year=today.year + 10)
+        if (today.month, today.day) != (2, 29)
+        else today.replace(year=today.year + 10, day=28)
+    )
+    line = {"description": "X", "quantity": 1, "unit_price": "1.00"}
+    for too_far in (limit + timedelta(days=1), today.replace(year=9999, month=12, day=31)):
+        res = reception.post(
+            "/api/bills", json={"patient_id": patient_id, "items": [line], "due_date": too_far.isoformat()}
+        )
+        assert res.status_code == 422, (too_far, res.get_json())
+        assert "due_date" in res.get_json()["errors"]["json"]
+    assert bill_count(reception) == 0
+    ok = reception.post(
+        "/api/bills", json={"patient_id": patient_id, "items": [line], "due_date": limit.isoformat()}
+    )
+    assert ok.status_code == 201, ok.get_json()

@@ -25,6 +25,7 @@ def test_readyz_is_503_when_redis_is_unreachable(app, client):
         app.config["REDIS_URL"] = old
     assert res.status_code == 503
     assert res.get_json()["redis"] == "unavailable"
+    assert int(res.headers["Retry-After"]) > 0
 
 
 def test_readyz_is_503_when_the_database_is_unreachable(database_url, tmp_path, monkeypatch):
@@ -36,6 +37,7 @@ def test_readyz_is_503_when_the_database_is_unreachable(database_url, tmp_path, 
     res = app.test_client().get("/readyz")
     assert res.status_code == 503
     assert res.get_json()["database"] == "unavailable"
+    assert int(res.headers["Retry-After"]) > 0
 
 
 def test_openapi_document_and_docs(client):

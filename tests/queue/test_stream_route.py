@@ -170,6 +170,20 @@ def test_unknown_doctor_is_404_before_streaming_and_holds_nothing(app, reception
         assert open_stream(reception, bad).status_code == 404
 
 
+@pytest.mark.parametrize("query", ["stauts=WAITING", "date=2026-01-01", "lastEventId=3", "q=%00"])
+def test_unknown_query_parameters_are_422_before_streaming_and_hold_nothing(
+    app, reception, doctor_user, query
+):
+    res = reception.get(f"{stream_url(doctor_user.id)}?{query}", buffered=False)
+    try:
+        assert (res.status_code, res.mimetype) == (422, "application/json")  # never a stream
+        body = res.get_json()
+        assert body["code"] == 422 and "query" in body["errors"]
+        assert held(app, doctor_user.id) == (0, 0)
+    finally:
+        res.close()
+
+
 def test_one_stream_over_the_limit_is_429_before_streaming(app, reception, doctor_user, monkeypatch):
     monkeypatch.setitem(app.config, "SSE_MAX_CONNECTIONS_PER_DOCTOR", 2)
     readers = [read(open_stream(reception, doctor_user.id)) for _ in range(2)]
