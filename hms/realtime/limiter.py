@@ -41,7 +41,11 @@ from dataclasses import dataclass
 import redis
 from flask import Flask, current_app
 
+from hms.core.outage import Dependency, fail_fast
+
 log = logging.getLogger(__name__)
+# A Redis outage is logged once when it starts and once when it ends, with a count.
+REDIS_LIMITS = Dependency("Redis stream limits")
 EXTENSION_KEY = "hms.realtime.slots"
 # A lease outlives this many missed heartbeats before it is considered dead.
 LEASE_HEARTBEATS = 3
@@ -187,7 +191,9 @@ class RedisSlots:
 
     def _redis(self) -> redis.Redis:
         if self._client is None or self._pid != os.getpid():
-            self._client = redis.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            self._client = redis.Redis.from_url(
+                self.url, socket_timeout=0.5, socket_connect_timeout=0.5, retry=fail_fast()
+            )
             self._pid = os.getpid()
             self._scripts = {
                 name: self._client.register_script(lua)
@@ -223,9 +229,10 @@ class RedisSlots:
                 keys=[self.key(topic) for topic, _ in claims],
                 args=[int(ttl_seconds * 1000), lease_id, *limits],
             )
-        except redis.RedisError:
-            log.warning("stream limit: Redis unavailable, counting in this process")
+        except redis.RedisError as exc:
+            REDIS_LIMITS.failed("taking a stream lease (counted in this process meanwhile)", exc)
             return self.local.claim(claims, ttl_seconds)
+        REDIS_LIMITS.ok()
         if not granted:
             return refusal(claims[int(refused_at) - 1][0])
         lease = Lease(tuple(topic for topic, _ in claims), lease_id, shared=True)
@@ -294,8 +301,12 @@ class RedisSlots:
                 if keys:
                     self._script("renew_many")(keys=keys, args=args)
                     renewed += count
-        except redis.RedisError:
-            log.info("stream leases not renewed: Redis unavailable; retrying at the next heartbeat")
+        except redis.RedisError as exc:
+            # Retried at the next heartbeat; the leases expire if Redis stays away.
+            REDIS_LIMITS.failed("renewing stream leases", exc)
+        else:
+            if renewed:
+                REDIS_LIMITS.ok()
         self.renewals += 1
         log.debug("renewed %s stream leases in %.1f ms", renewed, 1000 * (time.monotonic() - started))
         return renewed
@@ -346,16 +357,21 @@ class RedisSlots:
                 for key, lease_ids in by_key.items():
                     pipe.zrem(key, *lease_ids)
                 pipe.execute()
-        except redis.RedisError:
-            log.info("%s stream leases not released (Redis unavailable); they will expire", len(leases))
+        except redis.RedisError as exc:
+            REDIS_LIMITS.failed("releasing stream leases (they expire by themselves)", exc)
+        else:
+            REDIS_LIMITS.ok()
 
     def watched(self, topic: Topic) -> bool:
         """Whether a stream counted in this topic may be open on any worker: its lease set
         exists (it expires with its last lease). False when Redis is unavailable."""
         try:
-            return bool(self._redis().exists(self.key(topic)))
-        except redis.RedisError:
+            watched = bool(self._redis().exists(self.key(topic)))
+        except redis.RedisError as exc:
+            REDIS_LIMITS.failed("checking for open streams", exc)
             return False
+        REDIS_LIMITS.ok()
+        return watched
 
     def count(self, topic: Topic) -> int:
         """Live shared leases of a topic (plus this process's fallback ones)."""

@@ -64,7 +64,9 @@ def test_display_marks_urgent_tokens_in_words(app, client, reception, make_user)
         assert res.status_code == 201
     sign_in(client, make_user)
     html = client.get(f"/display/{doctor.id}").get_data(as_text=True)
-    items = re.findall(r'<li data-token="(\d+)" data-priority="(\w+)"( class="urgent")?>(.*?)</li>', html, re.S)
+    items = re.findall(
+        r'<li data-token="(\d+)" data-priority="(\w+)"( class="urgent")?>(.*?)</li>', html, re.S
+    )
     assert [(token, priority, bool(urgent)) for token, priority, urgent, _ in items] == [
         ("2", "URGENT", True),
         ("1", "NORMAL", False),
