@@ -34,6 +34,8 @@ from hms.realtime.streams import open_stream
 # One identity check per account per second per worker, however many of its streams
 # beat at once (a clinic's screens often share one display account).
 IDENTITY_CHECK_SECONDS = 1.0
+# Snapshots of dates this close to today are cached (the rest: a key per date is unbounded).
+CACHED_DAYS = 7
 
 
 def prefetch_today(doctor_id: int) -> None:
@@ -43,7 +45,11 @@ def prefetch_today(doctor_id: int) -> None:
 
 
 def get_snapshot(doctor_id: int, queue_date: date) -> Snapshot:
-    """The snapshot through the cache (NotFound if `doctor_id` is not a doctor)."""
+    """The snapshot through the cache (NotFound if `doctor_id` is not a doctor). Only
+    dates within CACHED_DAYS of today go through it: a key (and a day-long tag) per
+    distinct ?date= would be unbounded; older and later days are read from the database."""
+    if abs((queue_date - clinic_today()).days) > CACHED_DAYS:
+        return build_snapshot(doctor_id, queue_date)
     return read_snapshot(doctor_id, queue_date, setting("QUEUE_CACHE_SECONDS"))
 
 

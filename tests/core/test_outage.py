@@ -166,4 +166,6 @@ def test_an_unexpected_error_keeps_its_traceback_and_names_its_request(app, admi
     assert res.status_code == 500
     [record] = [r for r in caplog.records if r.getMessage().startswith("unhandled error")]
     assert record.exc_info is not None
-    assert record.getMessage() == f"unhandled error [GET /api/categories account={admin.user.id} request=req-7]"
+    assert (
+        record.getMessage() == f"unhandled error [GET /api/categories account={admin.user.id} request=req-7]"
+    )
