@@ -520,6 +520,8 @@ def own_stack(args) -> Iterator[Stack]:
     args.admin_user, args.admin_password = seed.admin, seed.password
     notes = [f"The migration lacks what the models declare: {line}" for line in drift]
     extra_env = dict(item.split("=", 1) for item in args.server_env)
+    # Every display of the run signs in with one display account: let it hold them all.
+    extra_env.setdefault("SSE_MAX_CONNECTIONS_PER_ACCOUNT", str(max(10, args.displays)))
     with processes.serve(
         "wsgi:app",
         dsn=dsn,

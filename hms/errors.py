@@ -7,7 +7,10 @@ turns each into flask-smorest's error body, and a unique-key IntegrityError into
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 
+from flask import g, has_request_context, request
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, default_exceptions
@@ -77,6 +80,33 @@ def http_error(status_code: int, message: str, errors: dict | None = None, heade
     return exc
 
 
+_REQUEST_ID = "_hms_request_id"
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def request_id() -> str:
+    """The request's id: the proxy's X-Request-ID (nginx's $request_id) when it is a
+    plain token, else one drawn for this request (the same for all its log lines)."""
+    rid = g.get(_REQUEST_ID)
+    if rid is None:
+        given = request.headers.get("X-Request-ID", "")
+        rid = given if _SAFE_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+        setattr(g, _REQUEST_ID, rid)
+    return rid
+
+
+def request_context() -> str:
+    """' [GET /api/patients account=3 request=ab12…]' in a request, '' outside one."""
+    if not has_request_context():
+        return ""
+    rule = request.url_rule.rule if request.url_rule is not None else request.path
+    identity = g.get("identity")
+    account = getattr(identity, "id", None)
+    return (
+        f" [{request.method} {rule} account={account if account is not None else '-'} request={request_id()}]"
+    )
+
+
 def register_error_handlers(app, api) -> None:
     def render(exc: HTTPException):
         return api.handle_http_exception(exc)
@@ -94,7 +124,7 @@ def register_error_handlers(app, api) -> None:
     @app.errorhandler(OperationalError)
     def handle_operational_error(err: OperationalError):
         db.session.rollback()
-        log.exception("database unavailable")
+        log.exception("database unavailable%s", request_context())
         return render(
             http_error(503, "The database is unavailable; try again shortly.", headers={"Retry-After": "1"})
         )
@@ -109,5 +139,5 @@ def register_error_handlers(app, api) -> None:
     def handle_unexpected(err: Exception):
         if isinstance(err, HTTPException):
             return render(err)
-        log.exception("unhandled error")
+        log.exception("unhandled error%s", request_context())
         return render(http_error(500, "Internal server error."))

@@ -30,7 +30,8 @@ Accounts (defaults = what `flask --app wsgi seed-demo --doctors 10` creates):
 or tokens instead: HMS_LOAD_RECEPTION_TOKEN, HMS_LOAD_CASHIER_TOKEN, HMS_LOAD_DISPLAY_TOKEN.
 Mix and pace: HMS_LOAD_WEIGHT_RECEPTION=3, HMS_LOAD_WEIGHT_CASHIER=1,
 HMS_LOAD_DOCTOR_USERS (default: one per doctor account), HMS_LOAD_DISPLAY_USERS (default:
-2 per doctor account; the server allows SSE_MAX_CONNECTIONS_PER_DOCTOR, 20, per doctor),
+2 per doctor account; the server allows SSE_MAX_CONNECTIONS_PER_DOCTOR, 20, per doctor,
+and SSE_MAX_CONNECTIONS_PER_ACCOUNT, 10, per account: raise it for the one display account),
 wait times in seconds as "min,max": HMS_LOAD_WAIT_RECEPTION=1,3 HMS_LOAD_WAIT_DOCTOR=0.5,1.5
 HMS_LOAD_WAIT_CASHIER=1,3; HMS_LOAD_MAX_WAITING=10.
 

@@ -350,3 +350,13 @@ def live_server(app, database_url):
     workers = 2 if database_url.startswith("postgres") else 1
     with run_server(database_url, workers=workers) as base:
         yield base
+
+
+def cache_key_count(app) -> int:
+    """How many keys the app's cache holds now (in process, or in the test Redis database)."""
+    from hms.extensions import cache
+
+    backend = app.extensions["cache"][cache]
+    if hasattr(backend, "_write_client"):  # Redis
+        return sum(1 for _ in backend._write_client.scan_iter(match=backend.key_prefix + "*"))
+    return len(backend._cache)

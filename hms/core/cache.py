@@ -2,7 +2,9 @@
 
 Everything goes through flask-caching's `cache` (Redis when REDIS_URL is set, an
 in-process SimpleCache otherwise). When Redis is down, reads miss and fall through
-to the database, writes and deletes are skipped: the REST API keeps answering.
+to the database, writes and deletes are skipped: the REST API keeps answering. An
+outage is logged once when it starts and once when it ends, with the number of cache
+operations that failed meanwhile (hms.core.outage), not once per failure.
 
 Lists are cached under a per-namespace generation number, so one write can invalidate
 every cached page and search of that namespace with a single increment.
@@ -27,10 +29,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, has_app_context
+from redis.exceptions import RedisError
 
+from hms.core.outage import Dependency
 from hms.extensions import cache
 
 log = logging.getLogger(__name__)
+REDIS_CACHE = Dependency("Redis cache")
 T = TypeVar("T")
 _MISSING = object()
 _ALONG = "_hms_cache_along"  # g attribute: [keys to add to the next read, {key: value read along}]
@@ -134,21 +139,33 @@ def _forget_along() -> None:
         g.pop(_ALONG, None)
 
 
+def _failed(what: str, exc: Exception) -> None:
+    """A cache operation failed: an outage (counted, logged once), or a bug (traceback)."""
+    if isinstance(exc, (RedisError, OSError)):
+        REDIS_CACHE.failed(what, exc)
+    else:
+        log.warning("%s failed", what, exc_info=True)
+
+
 def cache_get(key: str) -> Any:
     try:
-        return _read((key,))[0]
-    except Exception:  # noqa: BLE001 - a cache outage must not fail the request
-        log.warning("cache get failed for %s", key, exc_info=True)
+        value = _read((key,))[0]
+    except Exception as exc:  # noqa: BLE001 - a cache outage must not fail the request
+        _failed("cache get", exc)
         return None
+    REDIS_CACHE.ok()
+    return value
 
 
 def cache_get_many(*keys: str) -> list[Any]:
     """Several keys in one round trip; None for each miss (or all, if the cache is down)."""
     try:
-        return _read(keys)
-    except Exception:  # noqa: BLE001
-        log.warning("cache get_many failed for %s", keys, exc_info=True)
+        values = _read(keys)
+    except Exception as exc:  # noqa: BLE001
+        _failed("cache get_many", exc)
         return [None] * len(keys)
+    REDIS_CACHE.ok()
+    return values
 
 
 def cache_set(key: str, value: Any, timeout: int) -> None:
@@ -158,8 +175,10 @@ def cache_set(key: str, value: Any, timeout: int) -> None:
         return  # its deletion is pending: the retrier's, not overwritten meanwhile
     try:
         cache.set(key, value, timeout=timeout)
-    except Exception:  # noqa: BLE001
-        log.warning("cache set failed for %s", key, exc_info=True)
+    except Exception as exc:  # noqa: BLE001
+        _failed("cache set", exc)
+    else:
+        REDIS_CACHE.ok()
 
 
 def cache_delete(*keys: str) -> None:
@@ -167,9 +186,11 @@ def cache_delete(*keys: str) -> None:
     _forget_along()
     try:
         cache.delete_many(*keys)
-    except Exception:  # noqa: BLE001
-        log.warning("cache delete failed for %s", keys, exc_info=True)
+    except Exception as exc:  # noqa: BLE001
+        _failed("cache delete", exc)
         _keep_undelivered(keys)
+    else:
+        REDIS_CACHE.ok()
 
 
 def cached(key: str, timeout: int, load: Callable[[], T]) -> T:

@@ -32,6 +32,8 @@ from hms.realtime.streams import open_stream
 # One identity check per account per second per worker, however many of its streams
 # beat at once (a clinic's screens often share one display account).
 IDENTITY_CHECK_SECONDS = 1.0
+# Snapshots of dates this close to today are cached (the rest: a key per date is unbounded).
+CACHED_DAYS = 7
 
 
 def prefetch_today(doctor_id: int) -> None:
@@ -41,7 +43,11 @@ def prefetch_today(doctor_id: int) -> None:
 
 
 def get_snapshot(doctor_id: int, queue_date: date) -> Snapshot:
-    """The snapshot through the cache (NotFound if `doctor_id` is not a doctor)."""
+    """The snapshot through the cache (NotFound if `doctor_id` is not a doctor). Only
+    dates within CACHED_DAYS of today go through it: a key (and a day-long tag) per
+    distinct ?date= would be unbounded; older and later days are read from the database."""
+    if abs((queue_date - clinic_today()).days) > CACHED_DAYS:
+        return build_snapshot(doctor_id, queue_date)
     return read_snapshot(doctor_id, queue_date, setting("QUEUE_CACHE_SECONDS"))
 
 
@@ -81,8 +87,12 @@ def call_next(doctor_id: int, identity: Identity) -> Snapshot:
 def open_queue_stream(doctor_id: int, identity: Identity) -> Stream:
     """A live stream of today's queue of a doctor, in the form the caller's role sees.
 
-    NotFound (not a doctor) or TooManyRequests (the doctor's stream limit), both before
-    any byte is streamed."""
+    NotFound (not a doctor) or TooManyRequests, both before any byte is streamed. Two
+    limits, counted across workers and instances: SSE_MAX_CONNECTIONS_PER_DOCTOR streams
+    of one doctor's queue, and SSE_MAX_CONNECTIONS_PER_ACCOUNT streams of one account
+    (whatever the doctors). A doctor's own queue is counted in the doctor's limit (so
+    it is watched) but never refused by it: other accounts cannot lock a doctor out of
+    their own queue; the doctor's own account cap still bounds their streams."""
     app = app_object()
     variant = MASKED if sees_masked_queue(identity.role) else FULL
 
@@ -102,9 +112,21 @@ def open_queue_stream(doctor_id: int, identity: Identity) -> Stream:
         load=_loader(app, doctor_id, variant),
         today=_today(str(clinic_zone())),
         still_allowed=_session_checker(app, identity.id, identity.token_epoch, identity.role),
-        limit=int(setting("SSE_MAX_CONNECTIONS_PER_DOCTOR")),
+        limit=None if identity.id == doctor_id else int(setting("SSE_MAX_CONNECTIONS_PER_DOCTOR")),
         refused=f"Too many live streams for doctor {doctor_id}; try again shortly.",
+        also=(
+            (
+                account_topic(identity.id),
+                int(setting("SSE_MAX_CONNECTIONS_PER_ACCOUNT")),
+                "Too many live streams for this account; close one or try again shortly.",
+            ),
+        ),
     )
+
+
+def account_topic(account_id: int) -> str:
+    """The limiter topic counting one account's streams (a doctor's is the doctor id)."""
+    return f"account:{account_id}"
 
 
 def _encoded(snapshot: Snapshot, variant: str) -> Encoded:

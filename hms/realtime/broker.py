@@ -45,9 +45,13 @@ from dataclasses import dataclass, field
 import redis
 from flask import Flask, current_app
 
+from hms.core.outage import Dependency, fail_fast
 from hms.realtime.memo import Encoded, SnapshotMemo
 
 log = logging.getLogger(__name__)
+# A Redis outage is logged once when it starts and once when it ends, with a count.
+REDIS_PUBLISH = Dependency("Redis publish")
+REDIS_SUBSCRIBER = Dependency("Redis subscriber")
 EXTENSION_KEY = "hms.realtime.broker"
 # Every broker built in this process, for the shutdown drain (see gunicorn.conf.py).
 _brokers: weakref.WeakSet[Broker] = weakref.WeakSet()
@@ -257,7 +261,11 @@ class RedisBroker(Broker):
         # between processes.
         if self._publisher is None or self._publisher_pid != os.getpid():
             self._publisher = redis.Redis.from_url(
-                self.url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
+                self.url,
+                socket_timeout=0.5,
+                socket_connect_timeout=0.5,
+                health_check_interval=30,
+                retry=fail_fast(),
             )
             self._publisher_pid = os.getpid()
         return self._publisher
@@ -277,11 +285,13 @@ class RedisBroker(Broker):
         message = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         try:
             self._client().publish(self.channel(topic), message)
-        except redis.RedisError:
+        except redis.RedisError as exc:
             # The change is committed; only the push is lost. This worker's own streams
             # still hear it, the others resync when the subscriber reconnects.
-            log.warning("change of topic %s not published: Redis unavailable", topic)
+            REDIS_PUBLISH.failed(f"publishing a change of topic {topic}", exc)
             self.registry.deliver(topic, day, version)
+        else:
+            REDIS_PUBLISH.ok()
 
     # -- the one subscriber per process -------------------------------------------
 
@@ -317,6 +327,7 @@ class RedisBroker(Broker):
             try:
                 client = redis.Redis.from_url(
                     self.url,
+                    retry=fail_fast(),
                     socket_connect_timeout=2,
                     socket_keepalive=True,
                     health_check_interval=max(2, int(self.poll_seconds * 5)),
@@ -326,6 +337,7 @@ class RedisBroker(Broker):
                 pubsub.psubscribe(self.pattern)
                 self.connections_made += 1
                 self.connected.set()
+                REDIS_SUBSCRIBER.ok()
                 reconnected = self.connections_made > 1
                 if reconnected:
                     log.info("queue subscriber reconnected to Redis; resyncing open streams")
@@ -338,9 +350,9 @@ class RedisBroker(Broker):
                     message = pubsub.get_message(timeout=self.poll_seconds)
                     if message is not None:
                         self._dispatch(message)
-            except (redis.RedisError, OSError):
-                if self.connected.is_set():
-                    log.warning("queue subscriber lost Redis; reconnecting", exc_info=True)
+            except (redis.RedisError, OSError) as exc:
+                # Logged once per outage, then each failed reconnection is only counted.
+                REDIS_SUBSCRIBER.failed("queue subscriber (reconnecting)", exc)
             except Exception:  # noqa: BLE001 - the subscriber must outlive any bad message
                 log.exception("queue subscriber failed; restarting it")
             finally:

@@ -1,10 +1,13 @@
-"""The per-doctor limit on open streams (SSE_MAX_CONNECTIONS_PER_DOCTOR).
+"""Limits on open streams, per topic (the queue package: per doctor and per account).
 
-Each open stream holds a lease. With Redis the leases of one doctor live in a sorted
-set scored by expiry time (Redis' own clock, so instances with skewed clocks agree);
-one Lua script drops the expired leases, counts the rest and adds the new one only
-below the limit, atomically, so the limit holds across every worker of every instance
-sharing that Redis. A stream removes its lease when it ends; releases that coincide
+Each open stream holds one lease, counted in one or more topics: the stream's own topic
+first, then any others the caller names (`also`), each with its own limit, or None for
+a topic the lease is counted in (so it is watched) but never refused by. With Redis the
+leases of one topic live in a sorted set scored by expiry time (Redis' own clock, so
+instances with skewed clocks agree); one Lua script drops the expired leases, checks
+every limit and adds the new lease to every set only if all of them have room,
+atomically, so the limits hold across every worker of every instance sharing that
+Redis. A stream removes its lease when it ends; releases that coincide
 (a worker stopping, a network blip) go out together in one pipelined round trip.
 
 Renewal is batched: each worker process keeps the leases of its open streams, and one
@@ -38,7 +41,11 @@ from dataclasses import dataclass
 import redis
 from flask import Flask, current_app
 
+from hms.core.outage import Dependency, fail_fast
+
 log = logging.getLogger(__name__)
+# A Redis outage is logged once when it starts and once when it ends, with a count.
+REDIS_LIMITS = Dependency("Redis stream limits")
 EXTENSION_KEY = "hms.realtime.slots"
 # A lease outlives this many missed heartbeats before it is considered dead.
 LEASE_HEARTBEATS = 3
@@ -52,22 +59,22 @@ _NOW_MS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
-_KEEP_KEY = """
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-"""
-# KEYS[1] the doctor's lease set; ARGV: limit, ttl in ms, lease id -> {granted, count}
+# KEYS: the lease's topic sets; ARGV: ttl in ms, lease id, then one limit per key (-1: none)
+# -> {1, 0} granted, or {0, i}: refused by the i-th key's limit (1-based).
 ACQUIRE_LUA = (
     _NOW_MS
     + """
-local limit, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local count = redis.call('ZCARD', KEYS[1])
-if count >= limit then return {0, count} end
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[3])
-"""
-    + _KEEP_KEY
-    + """
-return {1, count + 1}
+local ttl = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local limit = tonumber(ARGV[2 + i])
+  if limit >= 0 and redis.call('ZCARD', key) >= limit then return {0, i} end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now + ttl, ARGV[2])
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+end
+return {1, 0}
 """
 )
 # KEYS: lease sets; ARGV: ttl in ms, then per key its number of lease ids and the ids.
@@ -97,11 +104,21 @@ return redis.call('ZCARD', KEYS[1])
 )
 
 
+Topic = int | str
+# A topic the lease is also counted in, and its limit (None: counted, never refused).
+Claim = tuple[Topic, int | None]
+
+
 @dataclass(frozen=True)
 class Lease:
-    doctor_id: int
+    topics: tuple[Topic, ...]  # every topic it counts in; the stream's own first
     lease_id: str
     shared: bool  # granted by Redis; False: by this process's own count
+    refused_by: Topic | None = None  # a refusal: the topic whose limit was full
+
+
+def refusal(topic: Topic) -> Lease:
+    return Lease((), "", shared=False, refused_by=topic)
 
 
 def _new_lease_id() -> str:
@@ -113,34 +130,42 @@ class InProcessSlots:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._leases: dict[int, set[str]] = {}
+        self._leases: dict[Topic, set[str]] = {}
 
-    def acquire(self, doctor_id: int, limit: int, ttl_seconds: float) -> Lease | None:
+    def acquire(
+        self, topic: Topic, limit: int | None, ttl_seconds: float, *, also: tuple[Claim, ...] = ()
+    ) -> Lease | None:
+        """A lease counted in `topic` and every topic of `also`, if each has room under
+        its limit; else None (`claim` says which limit refused)."""
+        lease = self.claim(((topic, limit), *also), ttl_seconds)
+        return lease if lease.refused_by is None else None
+
+    def claim(self, claims: tuple[Claim, ...], ttl_seconds: float) -> Lease:
         with self._lock:
-            held = self._leases.setdefault(doctor_id, set())
-            if len(held) >= limit:
-                if not held:
-                    del self._leases[doctor_id]
-                return None
-            lease = Lease(doctor_id, _new_lease_id(), shared=False)
-            held.add(lease.lease_id)
+            for topic, limit in claims:
+                if limit is not None and len(self._leases.get(topic, ())) >= limit:
+                    return refusal(topic)
+            lease = Lease(tuple(topic for topic, _ in claims), _new_lease_id(), shared=False)
+            for topic in lease.topics:
+                self._leases.setdefault(topic, set()).add(lease.lease_id)
             return lease
 
     def release(self, lease: Lease) -> None:
         with self._lock:
-            held = self._leases.get(lease.doctor_id)
-            if held is not None:
-                held.discard(lease.lease_id)
-                if not held:
-                    del self._leases[lease.doctor_id]
+            for topic in lease.topics:
+                held = self._leases.get(topic)
+                if held is not None:
+                    held.discard(lease.lease_id)
+                    if not held:
+                        del self._leases[topic]
 
-    def count(self, doctor_id: int) -> int:
+    def count(self, topic: Topic) -> int:
         with self._lock:
-            return len(self._leases.get(doctor_id, ()))
+            return len(self._leases.get(topic, ()))
 
-    def watched(self, doctor_id: int) -> bool:
-        """Whether a stream of this doctor is open."""
-        return self.count(doctor_id) > 0
+    def watched(self, topic: Topic) -> bool:
+        """Whether a stream counted in this topic is open."""
+        return self.count(topic) > 0
 
 
 class RedisSlots:
@@ -166,7 +191,9 @@ class RedisSlots:
 
     def _redis(self) -> redis.Redis:
         if self._client is None or self._pid != os.getpid():
-            self._client = redis.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            self._client = redis.Redis.from_url(
+                self.url, socket_timeout=0.5, socket_connect_timeout=0.5, retry=fail_fast()
+            )
             self._pid = os.getpid()
             self._scripts = {
                 name: self._client.register_script(lua)
@@ -183,21 +210,32 @@ class RedisSlots:
         return self._scripts[name]
 
     @staticmethod
-    def key(doctor_id: int) -> str:
-        return f"{KEY_PREFIX}{doctor_id}"
+    def key(topic: Topic) -> str:
+        return f"{KEY_PREFIX}{topic}"
 
-    def acquire(self, doctor_id: int, limit: int, ttl_seconds: float) -> Lease | None:
+    def acquire(
+        self, topic: Topic, limit: int | None, ttl_seconds: float, *, also: tuple[Claim, ...] = ()
+    ) -> Lease | None:
+        """A lease counted in `topic` and every topic of `also`, if each has room under
+        its limit; else None (`claim` says which limit refused)."""
+        lease = self.claim(((topic, limit), *also), ttl_seconds)
+        return lease if lease.refused_by is None else None
+
+    def claim(self, claims: tuple[Claim, ...], ttl_seconds: float) -> Lease:
         lease_id = _new_lease_id()
+        limits = [-1 if limit is None else limit for _, limit in claims]
         try:
-            granted, _count = self._script("acquire")(
-                keys=[self.key(doctor_id)], args=[limit, int(ttl_seconds * 1000), lease_id]
+            granted, refused_at = self._script("acquire")(
+                keys=[self.key(topic) for topic, _ in claims],
+                args=[int(ttl_seconds * 1000), lease_id, *limits],
             )
-        except redis.RedisError:
-            log.warning("stream limit: Redis unavailable, counting doctor %s in this process", doctor_id)
-            return self.local.acquire(doctor_id, limit, ttl_seconds)
+        except redis.RedisError as exc:
+            REDIS_LIMITS.failed("taking a stream lease (counted in this process meanwhile)", exc)
+            return self.local.claim(claims, ttl_seconds)
+        REDIS_LIMITS.ok()
         if not granted:
-            return None
-        lease = Lease(doctor_id, lease_id, shared=True)
+            return refusal(claims[int(refused_at) - 1][0])
+        lease = Lease(tuple(topic for topic, _ in claims), lease_id, shared=True)
         self._hold(lease, ttl_seconds)
         return lease
 
@@ -246,7 +284,8 @@ class RedisSlots:
             held = list(self._held.values())
         groups: dict[float, dict[str, list[str]]] = {}
         for lease, ttl in held:
-            groups.setdefault(ttl, {}).setdefault(self.key(lease.doctor_id), []).append(lease.lease_id)
+            for topic in lease.topics:
+                groups.setdefault(ttl, {}).setdefault(self.key(topic), []).append(lease.lease_id)
         renewed = 0
         started = time.monotonic()
         try:
@@ -262,8 +301,12 @@ class RedisSlots:
                 if keys:
                     self._script("renew_many")(keys=keys, args=args)
                     renewed += count
-        except redis.RedisError:
-            log.info("stream leases not renewed: Redis unavailable; retrying at the next heartbeat")
+        except redis.RedisError as exc:
+            # Retried at the next heartbeat; the leases expire if Redis stays away.
+            REDIS_LIMITS.failed("renewing stream leases", exc)
+        else:
+            if renewed:
+                REDIS_LIMITS.ok()
         self.renewals += 1
         log.debug("renewed %s stream leases in %.1f ms", renewed, 1000 * (time.monotonic() - started))
         return renewed
@@ -306,28 +349,34 @@ class RedisSlots:
     def _remove(self, leases: list[Lease]) -> None:
         by_key: dict[str, list[str]] = {}
         for lease in leases:
-            by_key.setdefault(self.key(lease.doctor_id), []).append(lease.lease_id)
+            for topic in lease.topics:
+                by_key.setdefault(self.key(topic), []).append(lease.lease_id)
         try:
             with self._io_lock:
                 pipe = self._redis().pipeline(transaction=False)
                 for key, lease_ids in by_key.items():
                     pipe.zrem(key, *lease_ids)
                 pipe.execute()
-        except redis.RedisError:
-            log.info("%s stream leases not released (Redis unavailable); they will expire", len(leases))
+        except redis.RedisError as exc:
+            REDIS_LIMITS.failed("releasing stream leases (they expire by themselves)", exc)
+        else:
+            REDIS_LIMITS.ok()
 
-    def watched(self, doctor_id: int) -> bool:
-        """Whether a stream of this doctor may be open on any worker: its lease set exists
-        (it expires with its last lease). False when Redis is unavailable."""
+    def watched(self, topic: Topic) -> bool:
+        """Whether a stream counted in this topic may be open on any worker: its lease set
+        exists (it expires with its last lease). False when Redis is unavailable."""
         try:
-            return bool(self._redis().exists(self.key(doctor_id)))
-        except redis.RedisError:
+            watched = bool(self._redis().exists(self.key(topic)))
+        except redis.RedisError as exc:
+            REDIS_LIMITS.failed("checking for open streams", exc)
             return False
+        REDIS_LIMITS.ok()
+        return watched
 
-    def count(self, doctor_id: int) -> int:
-        """Live shared leases of a doctor (plus this process's fallback ones)."""
-        shared = self._script("count")(keys=[self.key(doctor_id)])
-        return int(shared) + self.local.count(doctor_id)
+    def count(self, topic: Topic) -> int:
+        """Live shared leases of a topic (plus this process's fallback ones)."""
+        shared = self._script("count")(keys=[self.key(topic)])
+        return int(shared) + self.local.count(topic)
 
 
 class StreamSlots:

@@ -17,7 +17,7 @@ from flask import Flask
 
 from hms.errors import TooManyRequests
 from hms.realtime.broker import QueueBroker
-from hms.realtime.limiter import StreamSlots, lease_ttl_seconds
+from hms.realtime.limiter import StreamSlots, Topic, lease_ttl_seconds
 from hms.realtime.memo import Encoded
 from hms.realtime.stream import Stream
 
@@ -31,13 +31,16 @@ def open_stream(
     load: Callable[[str], Encoded],
     today: Callable[[], str],
     still_allowed: Callable[[], bool],
-    limit: int,
+    limit: int | None,
     refused: str,
+    also: tuple[tuple[Topic, int | None, str], ...] = (),
 ) -> Stream:
     """Subscribe, read the current event, take a lease; the stream sends that event first.
 
     `read_first(day)` runs in the caller's request (its errors, e.g. NotFound, propagate).
-    Over `limit` open streams of the topic: TooManyRequests(`refused`)."""
+    Over `limit` open streams of the topic: TooManyRequests(`refused`); None: the stream
+    is counted in its topic but never refused there. `also`: more topics the stream is
+    counted in, each (topic, limit or None, refusal message); all checked atomically."""
     config = app.config
     heartbeat = float(config["SSE_HEARTBEAT_SECONDS"])
     broker = QueueBroker.get(app)
@@ -46,9 +49,11 @@ def open_stream(
     try:
         day = today()
         first = broker.memo.share((topic, day, variant), read_first(day))
-        lease = slots.acquire(topic, limit, lease_ttl_seconds(heartbeat))
-        if lease is None:
-            raise TooManyRequests(refused, retry_after=max(1, round(heartbeat)))
+        claims = ((topic, limit), *((other, other_limit) for other, other_limit, _ in also))
+        lease = slots.claim(claims, lease_ttl_seconds(heartbeat))
+        if lease.refused_by is not None:
+            messages = {topic: refused, **{other: message for other, _, message in also}}
+            raise TooManyRequests(messages[lease.refused_by], retry_after=max(1, round(heartbeat)))
     except BaseException:
         broker.unsubscribe(subscription)
         raise

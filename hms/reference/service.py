@@ -4,8 +4,10 @@
 the column searched by ?q= and used for ordering, and the columns that make a row a
 duplicate. Schemas and routes are generated from the same entries.
 
-Reads are cached (REFERENCE_CACHE_SECONDS) as plain dicts, per item and per list page,
-under keys tagged with the resource's generation. Every write bumps the generation after
+Reads are cached (REFERENCE_CACHE_SECONDS) as plain dicts, per item and for the first
+page of each list without ?q= (one key per page size at most), under keys tagged with
+the resource's generation. Searches and later pages are read from the database (the
+search column is indexed): one cached key per distinct term or page filled Redis. Every write bumps the generation after
 its commit, so the next read shows it; a reader that loaded the old row just before the
 commit stores it under the old tag, which is never read again.
 """
@@ -84,8 +86,8 @@ RESOURCES: tuple[Resource, ...] = (
 
 
 def list_items(resource: Resource, *, q: str | None = None, page: int, limit: int) -> dict:
-    """One page ordered by the search column (two statements on a cache miss)."""
-    key = f"{resource.cache_namespace}:{generation(resource.cache_namespace)}:list:{page}:{limit}:{q!r}"
+    """One page ordered by the search column (two statements on a cache miss). Only the
+    first page without a search is cached: a key per term or page is unbounded."""
 
     def load() -> dict:
         model = resource.model
@@ -97,6 +99,9 @@ def list_items(resource: Resource, *, q: str | None = None, page: int, limit: in
         result.data = [_as_dict(resource, row) for row in result.data]
         return result.as_dict()
 
+    if q or page != 1:
+        return load()
+    key = f"{resource.cache_namespace}:{generation(resource.cache_namespace)}:list:{limit}"
     return cached(key, _cache_seconds(), load)
 
 

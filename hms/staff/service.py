@@ -4,8 +4,10 @@ A doctor is a staff account with role `doctor`; its id is the doctor_id everywhe
 Only doctors carry fees (0.00 unless given) and a specialization: sending them for
 another role is 422, and changing a doctor to another role clears them.
 
-Doctor profiles are cached (DOCTOR_CACHE_SECONDS): one key per doctor and one per list
-page, all tagged with the "doctors" generation. Every staff write, and every change to a
+Doctor profiles are cached (DOCTOR_CACHE_SECONDS): one key per doctor and the first page
+of the unfiltered list (one per page size at most), all tagged with the "doctors"
+generation; filtered lists and later pages are read from the database (a key per
+filter value or page was unbounded). Every staff write, and every change to a
 department or specialization (their names are part of a profile), bumps the generation
 after its commit, so the next read sees the change. A reader that loaded the old row
 just before a commit stores it under the old tag, which is never read again: no stale
@@ -213,11 +215,7 @@ def list_doctors(
     limit: int,
 ) -> dict:
     """Active doctors by name: two statements per page (count, then the page with its
-    department and specialization joined in), cached per filter and page."""
-    key = (
-        f"doctors:{generation(DOCTORS_CACHE_NAMESPACE)}:list:"
-        f"{department_id}:{specialization_id}:{available}:{page}:{limit}"
-    )
+    department and specialization joined in); only the unfiltered first page is cached."""
 
     def load() -> dict:
         stmt = _doctor_select().where(User.active)
@@ -231,7 +229,9 @@ def list_doctors(
         result.data = [_profile(user) for user in result.data]
         return result.as_dict()
 
-    return cached(key, _cache_seconds(), load)
+    if page != 1 or department_id is not None or specialization_id is not None or available is not None:
+        return load()
+    return cached(f"doctors:{generation(DOCTORS_CACHE_NAMESPACE)}:list:{limit}", _cache_seconds(), load)
 
 
 def get_doctor(doctor_id: int) -> dict:

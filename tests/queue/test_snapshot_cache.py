@@ -138,3 +138,22 @@ def test_a_booking_reads_its_doctor_in_one_round_trip_of_its_own(
     assert reception.post("/api/appointments", json={"doctor_id": "1"}).status_code == 422
     assert reception.post("/api/appointments", data="{", content_type="application/json").status_code == 400
     assert all(not any(k.startswith("doctor-profile:") for k in keys) for keys in reads)
+
+
+def test_far_dates_are_read_without_storing_a_key_each(app, reception, make_user):
+    from datetime import date, timedelta
+
+    from hms.core.time import clinic_today
+    from tests.conftest import cache_key_count
+
+    doctor_id = make_user("doctor", name="Meera Rao").id
+    assert reception.get(f"/api/queue/{doctor_id}").status_code == 200  # today: cached
+    before = cache_key_count(app)
+    with app.app_context():
+        today = clinic_today()
+    for n in range(40):
+        day = (today - timedelta(days=30 + n)).isoformat()
+        res = reception.get(f"/api/queue/{doctor_id}?date={day}")
+        assert res.status_code == 200 and res.get_json()["date"] == day
+    assert cache_key_count(app) - before <= 2
+    assert isinstance(today, date)

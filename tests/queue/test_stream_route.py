@@ -217,3 +217,44 @@ def test_the_stream_is_in_the_openapi_document(client):
     operation = spec["paths"]["/api/queue/{doctor_id}/stream"]["get"]
     assert "text/event-stream" in operation["responses"]["200"]["content"]
     assert {"404", "429"} <= set(operation["responses"])
+
+
+def test_one_account_holds_at_most_its_cap_of_streams_across_doctors(app, display, make_user, monkeypatch):
+    monkeypatch.setitem(app.config, "SSE_MAX_CONNECTIONS_PER_ACCOUNT", 3)
+    doctors = [make_user("doctor", name=f"Doctor {n}") for n in range(4)]
+    readers = [read(open_stream(display, doctor.id)) for doctor in doctors[:3]]
+    try:
+        res = open_stream(display, doctors[3].id)  # a fourth doctor, but the account's fourth stream
+        assert res.status_code == 429 and int(res.headers["Retry-After"]) >= 1
+        assert "account" in res.get_json()["message"]
+        assert held(app, doctors[3].id) == (0, 0)
+        readers.pop().close()
+        assert wait_released(app, doctors[2].id) == (0, 0)
+        readers.append(read(open_stream(display, doctors[3].id)))
+    finally:
+        for reader in readers:
+            reader.close()
+
+
+def test_the_default_account_cap_is_10(app):
+    assert app.config["SSE_MAX_CONNECTIONS_PER_ACCOUNT"] == 10
+
+
+def test_a_doctor_always_opens_their_own_queue(app, as_role, make_user, monkeypatch):
+    monkeypatch.setitem(app.config, "SSE_MAX_CONNECTIONS_PER_DOCTOR", 2)
+    monkeypatch.setitem(app.config, "SSE_MAX_CONNECTIONS_PER_ACCOUNT", 2)
+    doctor_user = make_user("doctor", name="Meera Rao")
+    screens = [as_role("display") for _ in range(2)]
+    readers = [read(open_stream(screen, doctor_user.id)) for screen in screens]
+    try:
+        assert open_stream(as_role("display"), doctor_user.id).status_code == 429  # the doctor's limit
+        own = as_role("doctor", user=doctor_user)
+        readers += [read(open_stream(own, doctor_user.id)) for _ in range(2)]  # never refused by others
+        assert held(app, doctor_user.id) == (4, 4)  # counted: the queue is watched
+        over = open_stream(own, doctor_user.id)  # but the doctor's own account cap holds
+        assert over.status_code == 429 and "account" in over.get_json()["message"]
+        assert open_stream(as_role("display"), doctor_user.id).status_code == 429
+    finally:
+        for reader in readers:
+            reader.close()
+    assert wait_released(app, doctor_user.id) == (0, 0)

@@ -221,13 +221,13 @@ def test_live_a_demoted_account_s_open_stream_ends_at_the_next_heartbeat(
 
 def test_live_limit_and_vanished_clients_free_their_slots(database_url, people):
     with sse_server(database_url, SSE_MAX_CONNECTIONS_PER_DOCTOR=3) as base:
-        sockets = [raw_stream(base, people.doctor_id, people.doctor_token) for _ in range(3)]
-        over = open_stream(base, people.doctor_id, people.doctor_token)
+        sockets = [raw_stream(base, people.doctor_id, people.reception_token) for _ in range(3)]
+        over = open_stream(base, people.doctor_id, people.reception_token)
         assert over.status_code == 429
         assert over.headers["Content-Type"].startswith("application/json")
         assert over.json()["code"] == 429 and int(over.headers["Retry-After"]) >= 1
         # Another doctor's screens are not affected.
-        other = open_stream(base, people.doctor_id + 1000, people.doctor_token)
+        other = open_stream(base, people.doctor_id + 1000, people.reception_token)
         assert other.status_code == 404
         for sock in sockets:
             kill_socket(sock)
@@ -235,20 +235,21 @@ def test_live_limit_and_vanished_clients_free_their_slots(database_url, people):
         replacements = []
         for _ in range(3):
             res, waited = accepted_within(
-                base, people.doctor_id, people.doctor_token, seconds=4 * HEARTBEAT + 2
+                base, people.doctor_id, people.reception_token, seconds=4 * HEARTBEAT + 2
             )
             replacements.append(res)
-        assert open_stream(base, people.doctor_id, people.doctor_token).status_code == 429
+        assert open_stream(base, people.doctor_id, people.reception_token).status_code == 429
         for res in replacements:
             res.close()
 
 
 def test_live_default_limit_is_20(database_url, people):
-    with sse_server(database_url) as base:
-        streams = [open_stream(base, people.doctor_id, people.doctor_token) for _ in range(20)]
+    # One account may hold SSE_MAX_CONNECTIONS_PER_ACCOUNT (10): raised here to reach 20.
+    with sse_server(database_url, SSE_MAX_CONNECTIONS_PER_ACCOUNT=50) as base:
+        streams = [open_stream(base, people.doctor_id, people.reception_token) for _ in range(20)]
         try:
             assert [res.status_code for res in streams] == [200] * 20
-            over = open_stream(base, people.doctor_id, people.doctor_token)
+            over = open_stream(base, people.doctor_id, people.reception_token)
             assert over.status_code == 429 and over.json()["code"] == 429
         finally:
             for res in streams:
@@ -294,7 +295,7 @@ def subscriber_connections(redis_url: str) -> dict[int, int]:
 
 @requires_postgres
 def test_each_worker_holds_one_subscriber_connection_started_lazily(database_url, redis_url, people):
-    with sse_server(database_url, workers=2) as base:
+    with sse_server(database_url, workers=2, SSE_MAX_CONNECTIONS_PER_ACCOUNT=12) as base:
         people.snapshot(base)
         workers = worker_pids(base)
         assert len(workers) == 2
@@ -315,7 +316,7 @@ def test_two_instances_share_changes_and_the_limit(database_url, redis_url, peop
     with ExitStack() as stack:
         first = stack.enter_context(sse_server(database_url, SSE_MAX_CONNECTIONS_PER_DOCTOR=3))
         second = stack.enter_context(sse_server(database_url, SSE_MAX_CONNECTIONS_PER_DOCTOR=3))
-        reader = read_stream(open_stream(second, people.doctor_id, people.doctor_token))
+        reader = read_stream(open_stream(second, people.doctor_id, people.reception_token))
         try:
             reader.next_event()
             time.sleep(0.5)  # the subscriber connects with the first stream
@@ -325,10 +326,10 @@ def test_two_instances_share_changes_and_the_limit(database_url, redis_url, peop
             assert event.at - committed < 1.0  # reaches a stream on the second
             assert json.loads(event.data) == people.snapshot(first) == people.snapshot(second)
             # The limit of 3 counts both instances: one stream on the second, two here.
-            extra = [open_stream(first, people.doctor_id, people.doctor_token) for _ in range(2)]
+            extra = [open_stream(first, people.doctor_id, people.reception_token) for _ in range(2)]
             assert [res.status_code for res in extra] == [200, 200]
-            assert open_stream(first, people.doctor_id, people.doctor_token).status_code == 429
-            assert open_stream(second, people.doctor_id, people.doctor_token).status_code == 429
+            assert open_stream(first, people.doctor_id, people.reception_token).status_code == 429
+            assert open_stream(second, people.doctor_id, people.reception_token).status_code == 429
             for res in extra:
                 res.close()
         finally:

@@ -243,3 +243,65 @@ def test_redis_a_lease_released_during_a_renewal_stays_released(redis_url, monke
     slots.release(lease)
     renewal.join()
     assert slots.count(29) == 0  # the renewal did not bring it back
+
+
+# --- several limits on one lease (e.g. per topic and per account) ------------------------
+
+
+def _several_limits(slots):
+    # Topic 31 limited to 5, and a second topic ("account:a") limited to 3 across topics.
+    first = [slots.acquire(31, 5, 30, also=(("account:a", 3),)) for _ in range(2)]
+    third = slots.acquire(32, 5, 30, also=(("account:a", 3),))
+    assert all(first) and third
+    assert slots.acquire(33, 5, 30, also=(("account:a", 3),)) is None  # the account is full
+    assert slots.count(33) == 0  # a refused lease counts nowhere
+    assert slots.acquire(31, 5, 30, also=(("account:b", 3),))  # another account is not
+    assert slots.count(31) == 3 and slots.count("account:a") == 3
+    slots.release(third)
+    assert slots.count(32) == 0 and slots.count("account:a") == 2
+    assert slots.acquire(33, 5, 30, also=(("account:a", 3),))
+
+
+def _counted_but_not_limited(slots):
+    held = [slots.acquire(34, 2, 30) for _ in range(2)]
+    assert all(held) and slots.acquire(34, 2, 30) is None
+    # A limit of None: the lease counts in topic 34 (it is watched) but is never refused there.
+    own = slots.acquire(34, None, 30, also=(("account:own", 2),))
+    assert own and slots.count(34) == 3
+    assert slots.acquire(34, 2, 30) is None  # the others are still refused
+    assert slots.acquire(34, None, 30, also=(("account:own", 2),))
+    assert slots.acquire(34, None, 30, also=(("account:own", 2),)) is None  # its own cap holds
+
+
+def test_in_process_several_limits_on_one_lease():
+    _several_limits(InProcessSlots())
+
+
+def test_in_process_a_topic_counted_but_not_limited():
+    _counted_but_not_limited(InProcessSlots())
+
+
+def test_redis_several_limits_on_one_lease(redis_url):
+    _several_limits(RedisSlots(redis_url))
+
+
+def test_redis_a_topic_counted_but_not_limited(redis_url):
+    _counted_but_not_limited(RedisSlots(redis_url))
+
+
+def test_redis_several_limits_hold_across_workers_and_concurrency(redis_url):
+    workers = [RedisSlots(redis_url) for _ in range(4)]
+    granted = []
+    barrier = threading.Barrier(40)
+
+    def take(index: int):
+        barrier.wait()
+        granted.append(workers[index % 4].acquire(40 + index % 8, 100, 30, also=(("account:z", 10),)))
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(1 for lease in granted if lease) == 10
+    assert workers[0].count("account:z") == 10

@@ -634,3 +634,17 @@ def test_doctor_list_costs_the_same_statements_for_1_or_20_doctors(
     assert len(body["data"]) == 20
     assert all(d["department"]["name"] == "Cardiology" for d in body["data"])
     assert len(one) == len(twenty) <= 2
+
+
+def test_doctor_lists_cache_only_the_unfiltered_first_page(app, admin, make_user):
+    from tests.conftest import cache_key_count
+
+    make_user("doctor", name="Meera Rao")
+    assert admin.get("/api/doctors").status_code == 200
+    before = cache_key_count(app)
+    for n in range(40):
+        assert admin.get(f"/api/doctors?page={n + 2}").status_code == 200
+        assert admin.get(f"/api/doctors?department_id={n + 1}").status_code == 200
+        assert admin.get(f"/api/doctors?specialization_id={n + 1}&available=true").status_code == 200
+    assert cache_key_count(app) - before <= 2
+    assert [d["name"] for d in admin.get("/api/doctors").get_json()["data"]] == ["Meera Rao"]
