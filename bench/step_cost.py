@@ -20,8 +20,9 @@ the same probe measures both trees. The base revision runs in a temporary git wo
 (`git worktree add --detach`): `--app-root` points the probe at that tree.
 Both runs get a fresh PostgreSQL database (`hms_bench_steps`, schema from that tree's
 models), Redis DB 8 emptied, the production configuration (Redis cache, pub/sub broker).
-The default base (BASE_DEFAULT) is main before the third round of fixes (Core statements
-on the hot paths); `--base 752e65b` compares with main before the first round.
+The default base (BASE_DEFAULT) is main before issue 13's reshaping (the unit of work,
+the queue package, realtime as bytes); `--base 783d5f5` compares with main before the
+Core statements on the hot paths, `--base 752e65b` with main before the first round.
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ from pathlib import Path
 from bench.lib import results, services
 
 SECTION = "step_cost"
-TITLE = "Cost per step: SQL statements, Redis commands and CPU per request, before and after (issue 6)"
+TITLE = "Cost per step: SQL statements, Redis commands and CPU per request, before and after (issues 6 and 13)"
 ORDER = 65
 ACCEPTS: tuple[str, ...] = ()
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = Path(__file__).resolve().parent / "step_cost_probe.py"
-# main before the Core-statement fixes of the hot paths (2026-11-28, third session)
-BASE_DEFAULT = "783d5f5"
+# main before the unit of work, the queue package and realtime as bytes (issue 13)
+BASE_DEFAULT = "ded6069"
 DATABASE = "hms_bench_steps"
 REDIS_URL = "redis://127.0.0.1:6379/8"
 
