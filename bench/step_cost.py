@@ -37,7 +37,9 @@ from pathlib import Path
 from bench.lib import results, services
 
 SECTION = "step_cost"
-TITLE = "Cost per step: SQL statements, Redis commands and CPU per request, before and after (issues 6 and 13)"
+TITLE = (
+    "Cost per step: SQL statements, Redis commands and CPU per request, before and after (issues 6 and 13)"
+)
 ORDER = 65
 ACCEPTS: tuple[str, ...] = ()
 ROOT = Path(__file__).resolve().parent.parent

@@ -537,6 +537,9 @@ class Scenario:
         )
         _add_display_account(dsn)
         extra = dict(args.server_env_vars)
+        # Every stream signs in with the one bench-display account: let it hold them all
+        # (SSE_MAX_CONNECTIONS_PER_ACCOUNT caps one account's streams; older trees ignore it).
+        extra.setdefault("SSE_MAX_CONNECTIONS_PER_ACCOUNT", str(max([10, *args.stream_counts])))
         if args.heartbeat:
             extra["SSE_HEARTBEAT_SECONDS"] = str(args.heartbeat)
         server = processes.start_server("wsgi:app", dsn=dsn, redis_url=redis_url, workers=args.workers,
