@@ -125,12 +125,8 @@ def _new_lease_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
 
 
-class InProcessSlots:
-    """Leases counted in this process: the embedded default, and the Redis fallback."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._leases: dict[Topic, set[str]] = {}
+class _Slots:
+    """What both kinds of slots share: `acquire` on top of their `claim`."""
 
     def acquire(
         self, topic: Topic, limit: int | None, ttl_seconds: float, *, also: tuple[Claim, ...] = ()
@@ -139,6 +135,17 @@ class InProcessSlots:
         its limit; else None (`claim` says which limit refused)."""
         lease = self.claim(((topic, limit), *also), ttl_seconds)
         return lease if lease.refused_by is None else None
+
+    def claim(self, claims: tuple[Claim, ...], ttl_seconds: float) -> Lease:
+        raise NotImplementedError
+
+
+class InProcessSlots(_Slots):
+    """Leases counted in this process: the embedded default, and the Redis fallback."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._leases: dict[Topic, set[str]] = {}
 
     def claim(self, claims: tuple[Claim, ...], ttl_seconds: float) -> Lease:
         with self._lock:
@@ -168,7 +175,7 @@ class InProcessSlots:
         return self.count(topic) > 0
 
 
-class RedisSlots:
+class RedisSlots(_Slots):
     """Leases in Redis, shared by every worker and instance on that Redis database."""
 
     def __init__(self, url: str):
@@ -212,14 +219,6 @@ class RedisSlots:
     @staticmethod
     def key(topic: Topic) -> str:
         return f"{KEY_PREFIX}{topic}"
-
-    def acquire(
-        self, topic: Topic, limit: int | None, ttl_seconds: float, *, also: tuple[Claim, ...] = ()
-    ) -> Lease | None:
-        """A lease counted in `topic` and every topic of `also`, if each has room under
-        its limit; else None (`claim` says which limit refused)."""
-        lease = self.claim(((topic, limit), *also), ttl_seconds)
-        return lease if lease.refused_by is None else None
 
     def claim(self, claims: tuple[Claim, ...], ttl_seconds: float) -> Lease:
         lease_id = _new_lease_id()
