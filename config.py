@@ -66,6 +66,9 @@ class Config:
     TRUSTED_PROXY_COUNT = _int("TRUSTED_PROXY_COUNT", 0)
     RATELIMIT_HEADERS_ENABLED = True
 
+    # How long an Idempotency-Key's answer is replayed (seconds; API.md: 24 h).
+    IDEMPOTENCY_TTL_SECONDS = _int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
+
     # Cache lifetimes (seconds).
     REFERENCE_CACHE_SECONDS = 3600
     DOCTOR_CACHE_SECONDS = 300

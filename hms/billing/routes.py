@@ -11,7 +11,7 @@ from flask.views import MethodView
 
 from hms.billing import service
 from hms.billing.cli import purge_command
-from hms.billing.idempotency import StoredResponse, ttl_from
+from hms.core.idempotency import StoredResponse, ttl_from
 from hms.billing.schemas import (
     BillCreateSchema,
     BillItemsAddSchema,
