@@ -101,6 +101,9 @@ class Config:
         )
         self.REDIS_URL = os.environ.get("REDIS_URL") or None
         self.CLINIC_TIMEZONE = os.environ.get("CLINIC_TIMEZONE", "UTC")
+        # The country calling code a phone typed without "+" belongs to (digits, no "+"):
+        # 91 (India) by default, the demo data's numbers; stored phones are E.164.
+        self.CLINIC_COUNTRY_CODE = os.environ.get("CLINIC_COUNTRY_CODE", "91").strip().lstrip("+")
         # Lifetime of a page session (a shared clinic PC): from sign-in, not from last use.
         self.SESSION_HOURS = float(os.environ.get("SESSION_HOURS", "12"))
         self.PERMANENT_SESSION_LIFETIME = timedelta(hours=self.SESSION_HOURS)
