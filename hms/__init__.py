@@ -28,6 +28,7 @@ from hms.ops.routes import bp as ops
 from hms.patients.routes import blp as patients
 from hms.prescriptions.routes import blp as prescriptions
 from hms.queue.routes import blp as queue
+from hms.queue.ticket_routes import blp as tickets
 from hms.reference.routes import blp as reference
 from hms.staff.routes import blp as staff
 from hms.web.routes import bp as web
@@ -101,7 +102,7 @@ def _limit_decorated_views_only(app: Flask, limiter) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    for blueprint in (auth, staff, reference, patients, appointments, queue, billing, prescriptions):
+    for blueprint in (auth, staff, reference, patients, appointments, queue, tickets, billing, prescriptions):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops)
     app.register_blueprint(web)
