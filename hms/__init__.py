@@ -21,6 +21,7 @@ from hms.billing.routes import blp as billing
 from hms.cli import register_commands
 from hms.core.converters import IdConverter
 from hms.core.inputs import init_inputs
+from hms.core.requestid import init_request_id
 from hms.core.sessions import CookieSessionInterface
 from hms.errors import register_error_handlers
 from hms.extensions import api, cache, db, limiter, migrate
@@ -40,6 +41,7 @@ def create_app(config: Config | str | None = None) -> Flask:
     app.session_interface = CookieSessionInterface()
     app.config.from_object(config if isinstance(config, Config) else get_config(config))
     _configure_logging(app)
+    init_request_id(app)  # before any other hook: every answer and log line carries it
     trust_proxies(app)
     _ensure_sqlite_folder(app)
     register_extensions(app)
@@ -52,7 +54,9 @@ def create_app(config: Config | str | None = None) -> Flask:
 
 def _configure_logging(app: Flask) -> None:
     if not app.debug and not app.testing:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+        )
         logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
