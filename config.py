@@ -79,6 +79,8 @@ class Config:
     SSE_MAX_CONNECTIONS_PER_ACCOUNT = _int("SSE_MAX_CONNECTIONS_PER_ACCOUNT", 10)
     SSE_HEARTBEAT_SECONDS = _int("SSE_HEARTBEAT_SECONDS", 15)
     SSE_RETRY_MS = _int("SSE_RETRY_MS", 3000)
+    # Streams of one patient's ticket (its own count: never a doctor's or an account's slot).
+    TICKET_STREAM_LIMIT = _int("TICKET_STREAM_LIMIT", 3)
 
     # flask-smorest / OpenAPI.
     API_TITLE = "HMS"
@@ -87,7 +89,9 @@ class Config:
     OPENAPI_URL_PREFIX = "/api"
     OPENAPI_JSON_PATH = "openapi.json"
     OPENAPI_SWAGGER_UI_PATH = "docs"
-    OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
+    # Served by HMS (hms/web/static/vendor/swagger-ui), never a CDN; the page itself is
+    # HMS's own template (hms.web.routes.api_docs).
+    OPENAPI_SWAGGER_UI_URL = "/static/vendor/swagger-ui/"
     API_SPEC_OPTIONS = {
         "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearerAuth": []}],
