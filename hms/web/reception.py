@@ -31,7 +31,7 @@ from datetime import datetime
 
 import marshmallow as ma
 import segno
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
 from hms.appointments import service as appointments
@@ -63,6 +63,8 @@ STATUS_ACTIONS = {"CANCELLED": "Cancel", "NO_SHOW": "No-show", "WAITING": "Recal
 _FROM = {"CANCELLED": WAITING, "NO_SHOW": WAITING, "WAITING": NO_SHOW}
 _DONE_WORDS = {CANCELLED: "cancelled", NO_SHOW: "marked no-show", WAITING: "recalled to the end of the line"}
 _DIGITS = re.compile(r"^\d{1,9}$")
+_USED_KEYS, _KEYS_KEPT = "desk_registered", 10  # the session's last registration keys
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # A default minutes per patient when a queue shows no pace yet (hms.queue.snapshot's default).
 DEFAULT_MINUTES = 10
 
@@ -98,7 +100,7 @@ def wait_for_new(snapshot: dict) -> int:
 
 
 def _find(q: str) -> list[Patient]:
-    q = q.strip()[:100]
+    q = _CONTROL.sub("", q).strip()[:100]  # PostgreSQL refuses NUL in a text parameter
     if not q:
         return []
     return list(db.session.scalars(patients.search_statement(q).limit(RESULTS_SHOWN)))
@@ -292,7 +294,7 @@ def register():
         data = PatientCreateSchema().load(patient_body(request.form))
     except ma.ValidationError as error:
         return render_page(status=422, register=_refused(state, error))
-    if request.form.get("confirm") != "register-anyway":
+    if request.form.get("confirm") != "register-anyway" and key not in session.get(_USED_KEYS, []):
         found = patients.find_duplicates(
             name=data.get("name"),
             phone=data.get("phone"),
@@ -308,6 +310,9 @@ def register():
     if stored.status >= 400:
         error = HMSError(stored.body.get("message", ""), stored.body.get("errors"))
         return render_page(status=stored.status, register=_refused(state, error))
+    # A resubmit of this form (back, reload, a second click) replays the registration
+    # at once instead of listing the patient it just made as a possible duplicate.
+    session[_USED_KEYS] = [*session.get(_USED_KEYS, [])[-(_KEYS_KEPT - 1) :], key]
     return redirect(url_for("reception.index", patient=stored.body["id"], registered=1) + "#book")
 
 
