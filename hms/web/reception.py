@@ -313,7 +313,7 @@ def register():
     # A resubmit of this form (back, reload, a second click) replays the registration
     # at once instead of listing the patient it just made as a possible duplicate.
     session[_USED_KEYS] = [*session.get(_USED_KEYS, [])[-(_KEYS_KEPT - 1) :], key]
-    return redirect(url_for("reception.index", patient=stored.body["id"], registered=1) + "#book")
+    return redirect(url_for("reception.index", patient=stored.body["id"], registered=1))
 
 
 @bp.route("/appointments", methods=["POST"])
@@ -336,7 +336,7 @@ def book():
     if stored.status >= 400:
         error = HMSError(stored.body.get("message", ""), stored.body.get("errors"))
         return render_page(status=stored.status, patient=patient, book=_refused(state, error))
-    return redirect(url_for("reception.index", booked=stored.body["id"]) + "#slip")
+    return redirect(url_for("reception.index", booked=stored.body["id"]))
 
 
 @bp.route("/appointments/<id:appointment_id>/status", methods=["POST"])
