@@ -87,7 +87,7 @@ def test_reception_finds_registers_books_and_prints_with_the_keyboard(app, datab
         page.wait_for_selector("#book-form")
         assert page.inner_text("#book-patient") == "Asha Kumar"
         wait_focus(page, "book-doctor")
-        option = page.inner_text('#book-doctor option[data-doctor-id="%d"]' % doctor.id)
+        option = page.inner_text(f'#book-doctor option[data-doctor-id="{doctor.id}"]')
         assert "Meera Rao" in option and "0 waiting" in option and "no wait" in option
         assert_accessible(page, "reception: book")
         shot(page, "reception-book")
