@@ -73,6 +73,7 @@ ROUTES = {
         )
     },
     ("GET", "/api/patients"): "read / search patients",
+    ("GET", "/api/patients/duplicates"): "read / search patients",
     ("POST", "/api/patients"): "create / update patients",
     ("GET", "/api/patients/<id:patient_id>"): "read / search patients",
     ("PATCH", "/api/patients/<id:patient_id>"): "create / update patients",
@@ -222,6 +223,7 @@ def test_a_new_role_gets_what_it_is_granted(app, with_nurse, as_role, admin):
         ("GET", "/api/auth/me"),
         ("GET", "/"),
         ("GET", "/api/patients"),
+        ("GET", "/api/patients/duplicates"),
         ("GET", "/api/patients/<id:patient_id>"),
     }
     patient = admin.post("/api/patients", json={"name": "Asha Rao", "gender": "female", "age": 40})
