@@ -173,6 +173,8 @@ def test_the_queues_follow_a_booking_made_elsewhere_within_a_second(app, databas
     desk = make_user("reception", password=PASSWORD)
     api = token_for(app, make_user("reception"))
     page = browser.new_page(viewport={"width": 1280, "height": 720})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
     with run_server(database_url, workers=1, extra_env=ENV) as base:
         page.goto(f"{base}/reception")
         keyboard_sign_in(page, desk.username)
@@ -212,4 +214,5 @@ def test_the_queues_follow_a_booking_made_elsewhere_within_a_second(app, databas
     # The server is gone: the screen says so in words.
     page.wait_for_selector('#live-status[data-state="reconnecting"]', timeout=5000)
     assert page.inner_text("#live-status").endswith("reconnecting…")
+    assert errors == []  # no script error on the page
     page.close()
