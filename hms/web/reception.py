@@ -48,7 +48,6 @@ from hms.patients.schemas import PatientCreateSchema
 from hms.queue import service as queue
 from hms.queue import tickets
 from hms.staff.service import list_doctors
-from hms.web import _until_merge  # noqa: F401 - TEMPORARY: book_appointment_once until wp-data has it
 from hms.web.forms import FORM_EXPIRED, clinic_words, csrf_ok, field_words, form_key, posted_key
 
 bp = Blueprint("reception", __name__, url_prefix="/reception", template_folder="templates")
