@@ -141,11 +141,12 @@ def test_a_double_submitted_registration_registers_one_patient(app, client, make
 
 
 def test_a_double_submitted_booking_books_once_and_shows_the_slip(app, client, make_user):
-    doctor = make_user("doctor", name="Meera Rao")
+    doctor = make_user("doctor", name="Meera Rao", room="Room 4")
     patient = make_patient(app, "Asha Kumar")
     sign_in(client, make_user)
     form = page_form(client, f"/reception?patient={patient}")
     assert len(form["keys"]) == 2  # register and book
+    assert "Meera Rao · Room 4 — 0 waiting, no wait</option>" in form["html"]  # the doctor picker
     data = {
         "csrf_token": form["csrf"],
         "idempotency_key": form["keys"][1],
@@ -333,7 +334,7 @@ def test_find_patient_matches_mrn_phone_and_name_as_you_type(app, client, make_u
 def test_the_token_slip_shows_clinic_token_doctor_time_wait_and_the_ticket_qr(
     app, client, make_user, reception
 ):
-    doctor = make_user("doctor", name="Meera Rao")
+    doctor = make_user("doctor", name="Meera Rao", room="Room 4")
     booked = reception.post(
         "/api/appointments", json=booking(make_patient(app, "Asha Kumar"), doctor.id)
     ).get_json()
@@ -344,6 +345,7 @@ def test_the_token_slip_shows_clinic_token_doctor_time_wait_and_the_ticket_qr(
         html = res.get_data(as_text=True)
         assert "HMS Clinic" in html and 'id="token">1<' in html and "Meera Rao" in html
         assert 'id="slip-time">' in html and 'id="slip-wait">now<' in html
+        assert 'id="slip-room">Room 4<' in html
         assert f"slip-{width}.css" in html
         assert "<svg" in html and "Asha" not in html  # the QR, and no name on the slip
         url = re.search(r'id="ticket-url">([^<]+)<', html).group(1)
