@@ -393,3 +393,28 @@ def test_the_page_stays_under_60_kb_with_80_patients_waiting(app, client, make_u
     html = client.get("/reception").get_data()
     assert html.count(b'formaction="/reception/appointments/') == 160  # Cancel and No-show each
     assert len(html) < 60 * 1024
+
+
+def test_the_desk_reads_no_more_sql_with_more_doctors(app, client, make_user, reception, count_queries):
+    """Each doctor's queue is one cached snapshot read: more doctors, no more statements."""
+    from hms.staff.service import forget_doctors
+
+    sign_in(client, make_user)
+    made: list = []
+
+    def statements_with(doctors: int) -> int:
+        for _ in range(doctors):
+            doctor = make_user("doctor", name=f"Doctor {len(made)}")
+            made.append(doctor)
+            patient = make_patient(app, f"Patient {len(made)}")
+            assert reception.post("/api/appointments", json=booking(patient, doctor.id)).status_code == 201
+        with app.app_context():
+            forget_doctors()  # the accounts were made in the database, not through the API
+        assert client.get("/reception").status_code == 200  # warms the caches
+        with count_queries() as counter:
+            html = client.get("/reception").get_data(as_text=True)
+        assert html.count('<section class="queue"') == len(made)
+        return counter.count
+
+    few = statements_with(2)
+    assert statements_with(4) == few  # 6 doctors now
