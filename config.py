@@ -105,6 +105,8 @@ class Config:
         )
         self.REDIS_URL = os.environ.get("REDIS_URL") or None
         self.CLINIC_TIMEZONE = os.environ.get("CLINIC_TIMEZONE", "UTC")
+        # The clinic's name on every screen, the waiting-room display and the printouts.
+        self.CLINIC_NAME = os.environ.get("CLINIC_NAME", "HMS Clinic")
         # The country calling code a phone typed without "+" belongs to (digits, no "+"):
         # 91 (India) by default, the demo data's numbers; stored phones are E.164.
         self.CLINIC_COUNTRY_CODE = os.environ.get("CLINIC_COUNTRY_CODE", "91").strip().lstrip("+")

@@ -32,6 +32,7 @@ from hms.queue.routes import blp as queue
 from hms.queue.ticket_routes import blp as tickets
 from hms.reference.routes import blp as reference
 from hms.staff.routes import blp as staff
+from hms.web.reception import bp as reception
 from hms.web.routes import bp as web
 
 
@@ -110,3 +111,4 @@ def register_blueprints(app: Flask) -> None:
         api.register_blueprint(blueprint)
     app.register_blueprint(ops)
     app.register_blueprint(web)
+    app.register_blueprint(reception)

@@ -105,6 +105,14 @@ ROUTES = {
     ("POST", "/api/bills/<id:bill_id>/void"): "refunds, void a bill",
     ("GET", "/api/auth/me"): "any account",
     ("GET", "/"): "any account",
+    # The front desk (hms/web/reception.py): reception and admin, as booking.
+    ("GET", "/reception"): "book appointments",
+    ("GET", "/reception/patients"): "book appointments",
+    ("POST", "/reception/patients"): "create / update patients",
+    ("POST", "/reception/appointments"): "book appointments",
+    ("POST", "/reception/appointments/<id:appointment_id>/status"): "book appointments",
+    ("GET", "/reception/no-shows"): "book appointments",
+    ("GET", "/reception/slip/<id:appointment_id>"): "book appointments",
 }
 PUBLIC_ROUTES = {
     ("POST", "/api/auth/token"),
