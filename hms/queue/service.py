@@ -121,6 +121,7 @@ def open_queue_stream(doctor_id: int, identity: Identity) -> Stream:
                 "Too many live streams for this account; close one or try again shortly.",
             ),
         ),
+        owner=account_topic(identity.id),
     )
 
 
