@@ -29,6 +29,7 @@ from hms.auth.models import EndedSession, User
 from hms.auth.throttle import Refused, sign_in_throttle
 from hms.core.cache import cache_delete, cache_get, cache_set, cached, prefetch
 from hms.core.lru import BoundedCache
+from hms.core.offload import off_loop, under_gevent
 from hms.core.settings import app_memo, setting
 from hms.core.time import utcnow
 from hms.core.uow import unit_of_work
@@ -65,7 +66,17 @@ class Identity:
 
 
 def hash_password(password: str) -> str:
-    return generate_password_hash(password, method=setting("PASSWORD_HASH_METHOD"))
+    return _hashing(generate_password_hash, password, setting("PASSWORD_HASH_METHOD"))
+
+
+def _hashing(function, *args):
+    """A password hash or check, off the gevent loop (hms.core.offload). The request's
+    read transaction, if one is open, ends first: on SQLite every transaction holds the
+    write lock (BEGIN IMMEDIATE), and a greenlet that waits for it blocks the whole loop,
+    this one's return included."""
+    if under_gevent() and db.session().in_transaction():
+        db.session.rollback()  # reads only: writes happen in a unit of work, not before one
+    return off_loop(function, *args)
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -115,12 +126,20 @@ def sign_in(username: str, password: str, client: str) -> Identity:
     Counted per (username, client address) tightly, per client address across usernames,
     and per username across all clients with a much higher ceiling: a stranger's guesses
     from another address do not lock the user out, and a guesser spread over many
-    addresses is still bounded. The slots are reserved before the password is checked
-    (hms/auth/throttle.py); a successful sign-in gives them back."""
+    addresses is still bounded. Successful sign-ins are counted per client address too
+    (LOGIN_SUCCESS_LIMIT_PER_CLIENT): each costs a password check, so a client signing in
+    in a loop cannot keep the workers hashing. The slots are reserved before the password
+    is checked (hms/auth/throttle.py); a successful sign-in gives back the failure slots,
+    a failed one the success slot.
+
+    The password is checked after the read transaction has ended and off the gevent loop
+    (hms.core.offload): the worker's other requests and streams go on meanwhile, and on
+    SQLite no other sign-in waits for this one's write lock (BEGIN IMMEDIATE)."""
     name = username.strip().lower()[:64]
     try:
         reservation = sign_in_throttle.reserve(
             [
+                (setting("LOGIN_SUCCESS_LIMIT_PER_CLIENT"), ("sign-in-success-client", client)),
                 (setting("LOGIN_LIMIT_PER_CLIENT"), ("sign-in-client", client)),
                 (setting("LOGIN_LIMIT_PER_USERNAME_AND_CLIENT"), ("sign-in-user-client", name, client)),
                 (setting("LOGIN_LIMIT_PER_USERNAME"), ("sign-in-user", name)),
@@ -128,23 +147,40 @@ def sign_in(username: str, password: str, client: str) -> Identity:
         )
     except Refused as refused:
         raise TooManyRequests(TOO_MANY_SIGN_INS, retry_after=refused.retry_after) from None
-    # The slots go back after the read transaction ends: giving them back may yield to
-    # the gevent loop (the in-memory counter starts its expiry timer), and on SQLite the
-    # transaction holds the write lock (BEGIN IMMEDIATE) that other sign-ins wait for.
-    with unit_of_work() as uow:
-        identity = authenticate(username, password)
-        uow.after_commit(lambda _: sign_in_throttle.give_back(reservation))
+    with unit_of_work():
+        account = _account(username)
+    try:
+        identity = _check_password(account, password)
+    except Unauthorized:
+        sign_in_throttle.give_back(reservation.part(0, 1))  # a failure is not a success
+        raise
+    sign_in_throttle.give_back(reservation.part(1, None))  # nor a success a failure
     return identity
 
 
 def authenticate(username: str, password: str) -> Identity:
+    """The account behind a username and password, or Unauthorized (no limits)."""
+    return _check_password(_account(username), password)
+
+
+def _account(username: str) -> tuple[Identity, str] | None:
+    """The account of a username and its password hash, or None."""
     user = db.session.scalar(select(User).where(User.username == username.strip().lower()))
     if user is None:
-        check_password_hash(dummy_hash(setting("PASSWORD_HASH_METHOD")), password)
+        return None
+    return Identity(
+        user.id, user.username, user.name, user.role, user.active, user.token_epoch
+    ), user.password_hash
+
+
+def _check_password(account: tuple[Identity, str] | None, password: str) -> Identity:
+    if account is None:
+        _hashing(check_password_hash, dummy_hash(setting("PASSWORD_HASH_METHOD")), password)
         raise Unauthorized(BAD_LOGIN)
-    if not check_password_hash(user.password_hash, password) or not user.active:
+    identity, password_hash = account
+    if not _hashing(check_password_hash, password_hash, password) or not identity.active:
         raise Unauthorized(BAD_LOGIN)
-    return Identity(user.id, user.username, user.name, user.role, user.active, user.token_epoch)
+    return identity
 
 
 def issue_token(identity: Identity) -> dict:
