@@ -3,8 +3,9 @@
 The stream holds no request context, database session or pooled connection while it
 waits: each event is built by a loader the stream was given (the publishing package's),
 which opens its own app context and removes its session at once. Its lease and its mailbox are given back in `close()`, which runs
-whichever way the stream ends (client gone at the next write, worker shutdown, error,
-or a HEAD request whose body is never iterated).
+whichever way the stream ends (client gone: seen by the watcher below or at the next
+write; worker shutdown, error, a lease taken over, or a HEAD request whose body is
+never iterated).
 
 The stream is itself the response body: an iterator object (not a generator) handed to
 the server as is (`direct_passthrough`), yielding bytes. Under gevent every open stream
