@@ -39,15 +39,13 @@ DOCS_CSP = "frame-ancestors 'none'; object-src 'none'; base-uri 'none'"
 _DOCS_ENDPOINT = "api-docs.openapi_swagger_ui"
 
 
-_EVERY_ANSWER = (("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"))
-
-
 @bp.after_app_request
 def _security_headers(response: Response) -> Response:
-    # Appended, not set: nothing else sends these, and setting scans every header. The
+    # Added, not set: nothing else sends these, and setting scans every header. The
     # Content-Type is compared as text (response.mimetype would parse it on every answer).
     headers = response.headers
-    headers.extend(_EVERY_ANSWER)
+    headers.add("X-Frame-Options", "DENY")
+    headers.add("X-Content-Type-Options", "nosniff")
     if headers.get("Content-Type", "").startswith("text/html"):
         headers["Content-Security-Policy"] = DOCS_CSP if request.endpoint == _DOCS_ENDPOINT else PAGE_CSP
     return response
