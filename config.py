@@ -61,6 +61,8 @@ class Config:
     )
     LOGIN_LIMIT_PER_CLIENT = os.environ.get("LOGIN_LIMIT_PER_CLIENT", "20 per minute")
     LOGIN_LIMIT_PER_USERNAME = os.environ.get("LOGIN_LIMIT_PER_USERNAME", "100 per hour")
+    # Successful sign-ins per client address (each costs a password check).
+    LOGIN_SUCCESS_LIMIT_PER_CLIENT = os.environ.get("LOGIN_SUCCESS_LIMIT_PER_CLIENT", "60 per minute")
     # Reverse proxies in front of HMS whose X-Forwarded-For/-Proto are trusted (nginx: 1).
     # 0 ignores those headers, so a client cannot claim another address.
     TRUSTED_PROXY_COUNT = _int("TRUSTED_PROXY_COUNT", 0)

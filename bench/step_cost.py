@@ -56,19 +56,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--patients", type=int, default=300, help="patients through the steps")
     parser.add_argument("--base", default=BASE_DEFAULT, help="git revision to compare with ('none': skip)")
+    parser.add_argument(
+        "--database", default=DATABASE, help=f"PostgreSQL database, recreated (default {DATABASE})"
+    )
+    parser.add_argument(
+        "--redis-url", default=REDIS_URL, help=f"Redis database, emptied (default {REDIS_URL})"
+    )
     return parser.parse_args(argv)
 
 
-def _run_child(app_root: Path, patients: int) -> dict:
+def _run_child(app_root: Path, patients: int, database: str = DATABASE, redis_url: str = REDIS_URL) -> dict:
     """bench/step_cost_probe.py (this tree's copy) against the hms/ of `app_root`."""
-    dsn = services.fresh_database(DATABASE)
-    services.flush_redis(REDIS_URL)
+    dsn = services.fresh_database(database)
+    services.flush_redis(redis_url)
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
         out_path = Path(out.name)
     # -P: the probe's own folder (bench/) is not put on sys.path; PYTHONPATH: the tree measured.
     command = [sys.executable, "-P", str(PROBE), "--app-root", str(app_root), "--patients", str(patients),
                "--out", str(out_path)]  # fmt: skip
-    env = services.app_env(dsn, REDIS_URL, PYTHONPATH=str(app_root))
+    env = services.app_env(dsn, redis_url, PYTHONPATH=str(app_root))
     subprocess.run(command, cwd=app_root, env=env, check=True)
     try:
         return json.loads(out_path.read_text())
@@ -80,11 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     services.ensure_services()
     env = results.environment()
-    runs = {"current": {"revision": env["git"], **_run_child(ROOT, args.patients)}}
+    runs = {
+        "current": {"revision": env["git"], **_run_child(ROOT, args.patients, args.database, args.redis_url)}
+    }
     print(f"current: {runs['current']['cpu_ms_per_patient']} ms CPU per patient", flush=True)
     if args.base.lower() != "none":
         with results.worktree(args.base) as (base, tree):
-            runs["base"] = {"revision": base, **_run_child(tree, args.patients)}
+            runs["base"] = {
+                "revision": base,
+                **_run_child(tree, args.patients, args.database, args.redis_url),
+            }
         print(f"base {base}: {runs['base']['cpu_ms_per_patient']} ms CPU per patient", flush=True)
     path = results.write_result(
         SECTION,

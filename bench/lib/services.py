@@ -119,6 +119,8 @@ def app_env(dsn: str, redis_url: str | None, **extra: str) -> dict[str, str]:
         "DATABASE_URL": dsn,
         "CLINIC_TIMEZONE": "UTC",
         "PYTHONUNBUFFERED": "1",
+        # A benchmark signs in every desk, doctor and display from one address at its start.
+        "LOGIN_SUCCESS_LIMIT_PER_CLIENT": "100000 per minute",
     }
     env.pop("REDIS_URL", None)
     if redis_url:

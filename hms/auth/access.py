@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Flask, current_app, redirect, request, session, url_for
+from flask import Flask, current_app, g, redirect, request, session, url_for
 
 from hms.auth.service import Identity, identity_from_session, identity_from_token
 from hms.core.access import (
@@ -75,8 +75,16 @@ def _authenticate() -> Identity | None:
     # The session cookie serves the pages and a browser EventSource. It is not accepted
     # for state-changing API calls, which would make them open to cross-site requests.
     if request.method in _SAFE_METHODS or not request.path.startswith("/api/"):
-        return identity_from_session(session)
+        identity = identity_from_session(session)
+        if identity is not None:
+            g.hms_session_id = session["sid"]
+        return identity
     return None
+
+
+def current_session_id() -> str | None:
+    """The page session the caller was authenticated by, or None (a bearer token)."""
+    return g.get("hms_session_id")
 
 
 def enforce_policy():

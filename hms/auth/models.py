@@ -66,3 +66,16 @@ class User(db.Model):
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.username} {self.role}>"
+
+
+class EndedSession(db.Model):
+    """A page session signed out (POST /logout), kept until it would have expired anyway:
+    its cookie is refused from then on, even after the cache is flushed or Redis restarts.
+    Rows past `expires_at` are deleted at the next sign-out."""
+
+    __tablename__ = "ended_sessions"
+    __table_args__ = (Index("ix_ended_sessions_expires_at", "expires_at"),)
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

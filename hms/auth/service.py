@@ -18,17 +18,20 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from functools import lru_cache
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from hms.auth.models import User
+from hms.auth.models import EndedSession, User
 from hms.auth.throttle import Refused, sign_in_throttle
 from hms.core.cache import cache_delete, cache_get, cache_set, cached, prefetch
 from hms.core.lru import BoundedCache
+from hms.core.offload import off_loop, under_gevent
 from hms.core.settings import app_memo, setting
+from hms.core.time import utcnow
 from hms.core.uow import unit_of_work
 from hms.errors import TooManyRequests, Unauthorized
 from hms.extensions import db
@@ -63,7 +66,17 @@ class Identity:
 
 
 def hash_password(password: str) -> str:
-    return generate_password_hash(password, method=setting("PASSWORD_HASH_METHOD"))
+    return _hashing(generate_password_hash, password, setting("PASSWORD_HASH_METHOD"))
+
+
+def _hashing(function, *args):
+    """A password hash or check, off the gevent loop (hms.core.offload). The request's
+    read transaction, if one is open, ends first: on SQLite every transaction holds the
+    write lock (BEGIN IMMEDIATE), and a greenlet that waits for it blocks the whole loop,
+    this one's return included."""
+    if under_gevent() and db.session().in_transaction():
+        db.session.rollback()  # reads only: writes happen in a unit of work, not before one
+    return off_loop(function, *args)
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -113,12 +126,20 @@ def sign_in(username: str, password: str, client: str) -> Identity:
     Counted per (username, client address) tightly, per client address across usernames,
     and per username across all clients with a much higher ceiling: a stranger's guesses
     from another address do not lock the user out, and a guesser spread over many
-    addresses is still bounded. The slots are reserved before the password is checked
-    (hms/auth/throttle.py); a successful sign-in gives them back."""
+    addresses is still bounded. Successful sign-ins are counted per client address too
+    (LOGIN_SUCCESS_LIMIT_PER_CLIENT): each costs a password check, so a client signing in
+    in a loop cannot keep the workers hashing. The slots are reserved before the password
+    is checked (hms/auth/throttle.py); a successful sign-in gives back the failure slots,
+    a failed one the success slot.
+
+    The password is checked after the read transaction has ended and off the gevent loop
+    (hms.core.offload): the worker's other requests and streams go on meanwhile, and on
+    SQLite no other sign-in waits for this one's write lock (BEGIN IMMEDIATE)."""
     name = username.strip().lower()[:64]
     try:
         reservation = sign_in_throttle.reserve(
             [
+                (setting("LOGIN_SUCCESS_LIMIT_PER_CLIENT"), ("sign-in-success-client", client)),
                 (setting("LOGIN_LIMIT_PER_CLIENT"), ("sign-in-client", client)),
                 (setting("LOGIN_LIMIT_PER_USERNAME_AND_CLIENT"), ("sign-in-user-client", name, client)),
                 (setting("LOGIN_LIMIT_PER_USERNAME"), ("sign-in-user", name)),
@@ -126,23 +147,40 @@ def sign_in(username: str, password: str, client: str) -> Identity:
         )
     except Refused as refused:
         raise TooManyRequests(TOO_MANY_SIGN_INS, retry_after=refused.retry_after) from None
-    # The slots go back after the read transaction ends: giving them back may yield to
-    # the gevent loop (the in-memory counter starts its expiry timer), and on SQLite the
-    # transaction holds the write lock (BEGIN IMMEDIATE) that other sign-ins wait for.
-    with unit_of_work() as uow:
-        identity = authenticate(username, password)
-        uow.after_commit(lambda _: sign_in_throttle.give_back(reservation))
+    with unit_of_work():
+        account = _account(username)
+    try:
+        identity = _check_password(account, password)
+    except Unauthorized:
+        sign_in_throttle.give_back(reservation.part(0, 1))  # a failure is not a success
+        raise
+    sign_in_throttle.give_back(reservation.part(1, None))  # nor a success a failure
     return identity
 
 
 def authenticate(username: str, password: str) -> Identity:
+    """The account behind a username and password, or Unauthorized (no limits)."""
+    return _check_password(_account(username), password)
+
+
+def _account(username: str) -> tuple[Identity, str] | None:
+    """The account of a username and its password hash, or None."""
     user = db.session.scalar(select(User).where(User.username == username.strip().lower()))
     if user is None:
-        check_password_hash(dummy_hash(setting("PASSWORD_HASH_METHOD")), password)
+        return None
+    return Identity(
+        user.id, user.username, user.name, user.role, user.active, user.token_epoch
+    ), user.password_hash
+
+
+def _check_password(account: tuple[Identity, str] | None, password: str) -> Identity:
+    if account is None:
+        _hashing(check_password_hash, dummy_hash(setting("PASSWORD_HASH_METHOD")), password)
         raise Unauthorized(BAD_LOGIN)
-    if not check_password_hash(user.password_hash, password) or not user.active:
+    identity, password_hash = account
+    if not _hashing(check_password_hash, password_hash, password) or not identity.active:
         raise Unauthorized(BAD_LOGIN)
-    return Identity(user.id, user.username, user.name, user.role, user.active, user.token_epoch)
+    return identity
 
 
 def issue_token(identity: Identity) -> dict:
@@ -194,19 +232,26 @@ def identity_from_token(token: str) -> Identity | None:
 
 # --- page sessions (the signed cookie) ------------------------------------------------------
 # A session holds the account and its epoch, a random session id and its sign-in time.
-# It ends SESSION_HOURS after sign-in, and at sign-out: the session id is then recorded as
-# ended in the cache (until the session would have expired anyway), and that record is
-# read along with the account's cached identity, so checking it costs no round trip.
+# It ends SESSION_HOURS after sign-in, and at sign-out: the session id is then stored as
+# ended in the database (ended_sessions, until the session would have expired anyway), so
+# the sign-out holds across a cache flush or a Redis restart. Whether a session is live
+# is read through the cache (key session:<id>, "live" for SESSION_CHECK_SECONDS or
+# "ended" until its expiry), along with the account's cached identity: no extra round
+# trip, and one database read per session per SESSION_CHECK_SECONDS at most. Sign-out
+# deletes the cached "live" after its commit (a failed delete is delivered when the
+# cache answers again, hms.core.cache).
 
 _CLOCK_SKEW_SECONDS = 60
+SESSION_CHECK_SECONDS = 60
+_LIVE, _ENDED = "live", "ended"
 
 
 def _now() -> float:
     return time.time()
 
 
-def _ended_key(session_id: str) -> str:
-    return f"session-ended:{session_id}"
+def _session_key(session_id: str) -> str:
+    return f"session:{session_id}"
 
 
 def new_session(identity: Identity) -> dict:
@@ -237,18 +282,42 @@ def identity_from_session(session: dict) -> Identity | None:
     left = _session_seconds_left(session)
     if left is None or left <= 0:
         return None
-    prefetch(_ended_key(session_id))  # rides along with the identity's cache read
+    prefetch(_session_key(session_id))  # rides along with the identity's cache read
     identity = _current(user_id, epoch)
-    if identity is None or cache_get(_ended_key(session_id)) is not None:
+    if identity is None or not session_live(session_id):
         return None
     return identity
 
 
+def session_live(session_id: str) -> bool:
+    """False once the session signed out (an open stream asks at each heartbeat)."""
+    key = _session_key(session_id)
+    state = cache_get(key)
+    if state is None:
+        ended = db.session.get(EndedSession, session_id[:64])
+        state = _ENDED if ended is not None else _LIVE
+        seconds = (
+            max(1, int((ended.expires_at - utcnow()).total_seconds()))
+            if ended is not None
+            else SESSION_CHECK_SECONDS
+        )
+        cache_set(key, state, seconds)
+    return state == _LIVE
+
+
 def end_session(session: dict) -> None:
-    """Sign-out: the session's cookie is refused from now on, wherever it is replayed."""
-    session_id, left = session.get("sid"), _session_seconds_left(session)
-    if isinstance(session_id, str) and left is not None and left > 0:
-        cache_set(_ended_key(session_id), 1, int(left) + _CLOCK_SKEW_SECONDS)
+    """Sign-out: the session's cookie is refused from now on, wherever it is replayed,
+    also after a cache flush (the ended session is stored until it would have expired)."""
+    session_id, user_id, left = session.get("sid"), session.get("uid"), _session_seconds_left(session)
+    if not isinstance(session_id, str) or not isinstance(user_id, int) or left is None or left <= 0:
+        return
+    now = utcnow()
+    with unit_of_work() as uow:
+        db.session.execute(delete(EndedSession).where(EndedSession.expires_at < now))
+        if db.session.get(User, user_id) is not None:
+            expires_at = now + timedelta(seconds=left + _CLOCK_SKEW_SECONDS)
+            db.session.merge(EndedSession(session_id=session_id[:64], user_id=user_id, expires_at=expires_at))
+        uow.after_commit(lambda _: cache_delete(_session_key(session_id)))
 
 
 def _current(user_id, epoch) -> Identity | None:

@@ -47,6 +47,10 @@ class Reservation:
     storage: Storage
     keys: tuple[tuple[RateLimitItem, tuple[str, ...]], ...]
 
+    def part(self, start: int, stop: int | None) -> Reservation:
+        """The slots of the limits start..stop (in the order reserved), to give back."""
+        return Reservation(self.storage, self.keys[start:stop])
+
 
 class Refused(Exception):
     def __init__(self, retry_after: int):

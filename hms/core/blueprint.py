@@ -42,7 +42,8 @@ class ArgumentsParser(FlaskParser):
         errors = {}
         for field in schema.fields.values():
             name = field.data_key or field.name
-            if _CONTROL.search(req.headers.get(name, "")):
+            value = req.headers.get(name)
+            if value and _CONTROL.search(value):
                 errors[name] = ["Must not contain control characters."]
         if errors:
             raise http_error(400, "Malformed request header: see errors.", {"headers": errors})

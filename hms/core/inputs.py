@@ -38,6 +38,7 @@ MAX_JSON_DEPTH = 32
 TEXT_MESSAGE = "Must not contain NUL characters or unpaired surrogates."
 QUERY_MESSAGE = "Must not contain NUL characters; percent-escapes must be UTF-8."
 FORM_MESSAGE = "Must not contain NUL characters."
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 # The depth walk works on a body's bytes, at C speed: it keeps brackets (every opening one
 # as "(", every closing one as ")") and quotes, and drops everything else.
@@ -214,12 +215,15 @@ def reject_unreadable_query_and_form() -> None:
     """Before each view (after authentication): 422 for a query string or form it cannot use."""
     if request.routing_exception is not None:
         return  # 404/405 answer as usual
-    raw = request.query_string
-    if raw:
-        errors = _query_errors(raw)
+    environ = request.environ
+    # Read from the WSGI environ: request.query_string and request.mimetype would build
+    # (and parse) on every request what only a request with a query or a form needs.
+    if environ.get("QUERY_STRING"):
+        errors = _query_errors(request.query_string)
         if errors:
             raise http_error(422, "Invalid input: see errors.", {"query": errors})
-    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    content_type = environ.get("CONTENT_TYPE")
+    if content_type and content_type.lower().startswith(_FORM_TYPES):
         errors = {
             (name.replace("\x00", "\ufffd") or "_schema"): [FORM_MESSAGE]
             for name, value in request.form.items(multi=True)

@@ -3,6 +3,7 @@
 from flask import current_app, request
 from flask.views import MethodView
 
+from hms.auth.access import current_session_id
 from hms.core.access import allow, current_identity
 from hms.core.blueprint import Blueprint
 from hms.core.fields import NoQuery
@@ -79,4 +80,4 @@ class QueueStreamResource(MethodView):
     @blp.alt_response(429, description="SSE_MAX_CONNECTIONS_PER_DOCTOR streams already open for this doctor")
     def get(self, _query, doctor_id):
         """Follow a doctor's queue live (Server-Sent Events)"""
-        return sse_response(service.open_queue_stream(doctor_id, current_identity()))
+        return sse_response(service.open_queue_stream(doctor_id, current_identity(), current_session_id()))

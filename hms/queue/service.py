@@ -13,7 +13,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from hms.appointments.models import COMPLETED, IN_CONSULTATION, WAITING
-from hms.auth.service import Identity, load_identity
+from hms.auth.service import Identity, load_identity, session_live
 from hms.core.cache import prefetch
 from hms.core.roles import own_records_only, sees_masked_queue
 from hms.core.settings import app_object, setting
@@ -84,7 +84,7 @@ def call_next(doctor_id: int, identity: Identity) -> Snapshot:
 # --- live streams -----------------------------------------------------------------------
 
 
-def open_queue_stream(doctor_id: int, identity: Identity) -> Stream:
+def open_queue_stream(doctor_id: int, identity: Identity, session_id: str | None = None) -> Stream:
     """A live stream of today's queue of a doctor, in the form the caller's role sees.
 
     NotFound (not a doctor) or TooManyRequests, both before any byte is streamed. Two
@@ -92,7 +92,8 @@ def open_queue_stream(doctor_id: int, identity: Identity) -> Stream:
     of one doctor's queue, and SSE_MAX_CONNECTIONS_PER_ACCOUNT streams of one account
     (whatever the doctors). A doctor's own queue is counted in the doctor's limit (so
     it is watched) but never refused by it: other accounts cannot lock a doctor out of
-    their own queue; the doctor's own account cap still bounds their streams."""
+    their own queue; the doctor's own account cap still bounds their streams. A stream
+    opened with a page session (`session_id`) ends when that session signs out."""
     app = app_object()
     variant = MASKED if sees_masked_queue(identity.role) else FULL
 
@@ -111,7 +112,7 @@ def open_queue_stream(doctor_id: int, identity: Identity) -> Stream:
         read_first=read_first,
         load=_loader(app, doctor_id, variant),
         today=_today(str(clinic_zone())),
-        still_allowed=_session_checker(app, identity.id, identity.token_epoch, identity.role),
+        still_allowed=_session_checker(app, identity.id, identity.token_epoch, identity.role, session_id),
         limit=None if identity.id == doctor_id else int(setting("SSE_MAX_CONNECTIONS_PER_DOCTOR")),
         refused=f"Too many live streams for doctor {doctor_id}; try again shortly.",
         also=(
@@ -121,6 +122,7 @@ def open_queue_stream(doctor_id: int, identity: Identity) -> Stream:
                 "Too many live streams for this account; close one or try again shortly.",
             ),
         ),
+        owner=account_topic(identity.id),
     )
 
 
@@ -163,20 +165,24 @@ def _today(zone_name: str) -> Callable[[], str]:
 
 
 @lru_cache(maxsize=4096)
-def _session_checker(app, account_id: int, token_epoch: int, role: str) -> Callable[[], bool]:
+def _session_checker(
+    app, account_id: int, token_epoch: int, role: str, session_id: str | None
+) -> Callable[[], bool]:
     checked: list[tuple[float, bool]] = []
 
     def still_allowed() -> bool:
         """A disabled account, a changed password or a changed role ends its open streams
         too, at their next heartbeat: a stream was opened in the form its role saw (full
         or masked) and for a role allowed to follow the queue; the client reconnects and
-        is answered for the role it has now."""
+        is answered for the role it has now. So does signing out the page session the
+        stream was opened with."""
         now = time.monotonic()
         if checked and now - checked[0][0] < IDENTITY_CHECK_SECONDS:
             return checked[0][1]
         with app.app_context():
             try:
                 current = load_identity(account_id)
+                live = session_id is None or session_live(session_id)
             except Exception:  # noqa: BLE001 - an outage is not a sign-out
                 return True
             finally:
@@ -186,6 +192,7 @@ def _session_checker(app, account_id: int, token_epoch: int, role: str) -> Calla
             and current.active
             and current.token_epoch == token_epoch
             and current.role == role
+            and live
         )
         checked[:] = [(now, allowed)]
         return allowed

@@ -25,6 +25,18 @@ is `limit x workers` streams for a doctor until Redis is back. Renewals and rele
 that fail are dropped; those leases simply expire.
 
 The embedded default (one worker, no Redis) counts in process.
+
+Taking over a stale slot: a lease records its owner (the queue package names the
+account) at the front of its id, "<owner>|<host>:<pid>:<random>". A claim that may take
+over (a reconnect that carries Last-Event-ID: the client is the one whose old stream may
+still hold a slot) and finds a limit full removes the stalest lease of the SAME owner
+in the stream's own topic (the earliest expiry: the one renewed longest ago) from every
+topic it counts in, then checks the limits again, in the same atomic step. Another
+owner's leases are never touched. The displaced lease is marked (a key that lives one
+lease TTL); the worker renewing it finds the mark at its next renewal instead of
+re-adding the lease, and reports it through `take_displaced()`, so its stream ends
+(hms/realtime/stream.py's watcher asks every half second). In process the displaced
+lease is reported at once.
 """
 
 from __future__ import annotations
@@ -59,40 +71,68 @@ _NOW_MS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
-# KEYS: the lease's topic sets; ARGV: ttl in ms, lease id, then one limit per key (-1: none)
-# -> {1, 0} granted, or {0, i}: refused by the i-th key's limit (1-based).
+DISPLACED_PREFIX = "hms-sse:displaced:"
+# KEYS: the lease's topic sets; ARGV: ttl in ms, lease id, the owner prefix of a lease that
+# may be taken over ("": none), the displaced-mark key prefix, then one limit per key
+# (-1: none) -> {1, 0, victim or ""} granted, or {0, i, ""}: refused by the i-th key's
+# limit (1-based).
 ACQUIRE_LUA = (
     _NOW_MS
     + """
 local ttl = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  local limit = tonumber(ARGV[2 + i])
-  if limit >= 0 and redis.call('ZCARD', key) >= limit then return {0, i} end
+local owner = ARGV[3]
+local function full()
+  for i, key in ipairs(KEYS) do
+    local limit = tonumber(ARGV[4 + i])
+    if limit >= 0 and redis.call('ZCARD', key) >= limit then return i end
+  end
+  return 0
 end
+for _, key in ipairs(KEYS) do redis.call('ZREMRANGEBYSCORE', key, '-inf', now) end
+local refused = full()
+local victim = ''
+if refused > 0 and owner ~= '' then
+  -- the stalest lease of the same owner in the stream's own topic (sorted by expiry)
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if string.sub(member, 1, #owner) == owner then victim = member break end
+  end
+  if victim ~= '' then
+    for _, key in ipairs(KEYS) do redis.call('ZREM', key, victim) end
+    redis.call('SET', ARGV[4] .. victim, 1, 'PX', ttl)
+    refused = full()
+  end
+end
+if refused > 0 then return {0, refused, ''} end
 for i, key in ipairs(KEYS) do
   redis.call('ZADD', key, now + ttl, ARGV[2])
   if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
 end
-return {1, 0}
+return {1, 0, victim}
 """
 )
-# KEYS: lease sets; ARGV: ttl in ms, then per key its number of lease ids and the ids.
-# Re-adds a lease lost with a Redis restart: a stream that was admitted stays counted.
+# KEYS: lease sets; ARGV: ttl in ms, the displaced-mark key prefix, then per key its
+# number of lease ids and the ids -> the ids that were displaced (taken over).
+# Re-adds a lease lost with a Redis restart: a stream that was admitted stays counted;
+# but not a displaced one (only a lease that was missing is looked up: no cost otherwise).
 RENEW_MANY_LUA = (
     _NOW_MS
     + """
 local ttl = tonumber(ARGV[1])
-local at = 2
+local displaced = {}
+local at = 3
 for _, key in ipairs(KEYS) do
   local n = tonumber(ARGV[at])
   for i = 1, n do
-    redis.call('ZADD', key, now + ttl, ARGV[at + i])
+    local lease = ARGV[at + i]
+    if redis.call('ZADD', key, now + ttl, lease) == 1 and redis.call('EXISTS', ARGV[2] .. lease) == 1 then
+      redis.call('ZREM', key, lease)
+      displaced[#displaced + 1] = lease
+    end
   end
   at = at + n + 1
   if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
 end
-return 1
+return displaced
 """
 )
 COUNT_LUA = (
@@ -121,12 +161,22 @@ def refusal(topic: Topic) -> Lease:
     return Lease((), "", shared=False, refused_by=topic)
 
 
-def _new_lease_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+def _new_lease_id(owner: str | None) -> str:
+    """The owner (if any) first, so that a claim can find that owner's leases."""
+    return f"{_owner_prefix(owner)}{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+
+
+def _owner_prefix(owner: str | None) -> str:
+    return f"{owner}|" if owner else ""
 
 
 class _Slots:
-    """What both kinds of slots share: `acquire` on top of their `claim`."""
+    """What both kinds of slots share: `acquire` on top of their `claim`, and the leases
+    taken over from this process, until `take_displaced` hands them out."""
+
+    def __init__(self) -> None:
+        self._displaced: set[str] = set()
+        self._displaced_lock = threading.Lock()
 
     def acquire(
         self, topic: Topic, limit: int | None, ttl_seconds: float, *, also: tuple[Claim, ...] = ()
@@ -136,35 +186,86 @@ class _Slots:
         lease = self.claim(((topic, limit), *also), ttl_seconds)
         return lease if lease.refused_by is None else None
 
-    def claim(self, claims: tuple[Claim, ...], ttl_seconds: float) -> Lease:
+    def claim(
+        self,
+        claims: tuple[Claim, ...],
+        ttl_seconds: float,
+        *,
+        owner: str | None = None,
+        take_over: bool = False,
+    ) -> Lease:
+        """A lease counted in every claimed topic, or a refusal naming the full one.
+        `owner` is recorded in the lease; with `take_over`, a full limit first gives up
+        the stalest lease of the same owner in the first topic (see the module notes)."""
         raise NotImplementedError
+
+    def _displace(self, lease_ids) -> None:
+        if lease_ids:
+            with self._displaced_lock:
+                self._displaced.update(lease_ids)
+
+    def take_displaced(self) -> set[str]:
+        """The ids of this process's leases taken over since the last call (their streams end)."""
+        if not self._displaced:
+            return set()
+        with self._displaced_lock:
+            displaced, self._displaced = self._displaced, set()
+        return displaced
 
 
 class InProcessSlots(_Slots):
     """Leases counted in this process: the embedded default, and the Redis fallback."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
-        self._leases: dict[Topic, set[str]] = {}
+        # topic -> its lease ids, oldest first (a dict keeps the order they were taken in)
+        self._leases: dict[Topic, dict[str, None]] = {}
 
-    def claim(self, claims: tuple[Claim, ...], ttl_seconds: float) -> Lease:
+    def _full(self, claims: tuple[Claim, ...]) -> Topic | None:
+        for topic, limit in claims:
+            if limit is not None and len(self._leases.get(topic, ())) >= limit:
+                return topic
+        return None
+
+    def claim(
+        self,
+        claims: tuple[Claim, ...],
+        ttl_seconds: float,
+        *,
+        owner: str | None = None,
+        take_over: bool = False,
+    ) -> Lease:
+        topics = tuple(topic for topic, _ in claims)
         with self._lock:
-            for topic, limit in claims:
-                if limit is not None and len(self._leases.get(topic, ())) >= limit:
-                    return refusal(topic)
-            lease = Lease(tuple(topic for topic, _ in claims), _new_lease_id(), shared=False)
-            for topic in lease.topics:
-                self._leases.setdefault(topic, set()).add(lease.lease_id)
+            full = self._full(claims)
+            if full is not None and take_over and owner:
+                prefix = _owner_prefix(owner)
+                victim = next(
+                    (held for held in self._leases.get(topics[0], ()) if held.startswith(prefix)), None
+                )
+                if victim is not None:
+                    self._remove(topics, victim)
+                    self._displace((victim,))
+                    full = self._full(claims)
+            if full is not None:
+                return refusal(full)
+            lease = Lease(topics, _new_lease_id(owner), shared=False)
+            for topic in topics:
+                self._leases.setdefault(topic, {})[lease.lease_id] = None
             return lease
+
+    def _remove(self, topics: tuple[Topic, ...], lease_id: str) -> None:
+        for topic in topics:
+            held = self._leases.get(topic)
+            if held is not None:
+                held.pop(lease_id, None)
+                if not held:
+                    del self._leases[topic]
 
     def release(self, lease: Lease) -> None:
         with self._lock:
-            for topic in lease.topics:
-                held = self._leases.get(topic)
-                if held is not None:
-                    held.discard(lease.lease_id)
-                    if not held:
-                        del self._leases[topic]
+            self._remove(lease.topics, lease.lease_id)
 
     def count(self, topic: Topic) -> int:
         with self._lock:
@@ -179,6 +280,7 @@ class RedisSlots(_Slots):
     """Leases in Redis, shared by every worker and instance on that Redis database."""
 
     def __init__(self, url: str):
+        super().__init__()
         self.url = url
         self.local = InProcessSlots()
         self._client: redis.Redis | None = None
@@ -220,23 +322,42 @@ class RedisSlots(_Slots):
     def key(topic: Topic) -> str:
         return f"{KEY_PREFIX}{topic}"
 
-    def claim(self, claims: tuple[Claim, ...], ttl_seconds: float) -> Lease:
-        lease_id = _new_lease_id()
+    def claim(
+        self,
+        claims: tuple[Claim, ...],
+        ttl_seconds: float,
+        *,
+        owner: str | None = None,
+        take_over: bool = False,
+    ) -> Lease:
+        lease_id = _new_lease_id(owner)
         limits = [-1 if limit is None else limit for _, limit in claims]
+        owner_prefix = _owner_prefix(owner) if take_over else ""
         try:
-            granted, refused_at = self._script("acquire")(
+            granted, refused_at, victim = self._script("acquire")(
                 keys=[self.key(topic) for topic, _ in claims],
-                args=[int(ttl_seconds * 1000), lease_id, *limits],
+                args=[int(ttl_seconds * 1000), lease_id, owner_prefix, DISPLACED_PREFIX, *limits],
             )
         except redis.RedisError as exc:
             REDIS_LIMITS.failed("taking a stream lease (counted in this process meanwhile)", exc)
-            return self.local.claim(claims, ttl_seconds)
+            return self.local.claim(claims, ttl_seconds, owner=owner, take_over=take_over)
         REDIS_LIMITS.ok()
         if not granted:
             return refusal(claims[int(refused_at) - 1][0])
+        if victim:
+            self._forget_displaced({victim.decode() if isinstance(victim, bytes) else victim})
         lease = Lease(tuple(topic for topic, _ in claims), lease_id, shared=True)
         self._hold(lease, ttl_seconds)
         return lease
+
+    def _forget_displaced(self, lease_ids: set[str]) -> None:
+        """Leases taken over: this process renews only those it holds, and ends their streams."""
+        with self._held_lock:
+            mine = {lease_id for lease_id in lease_ids if self._held.pop(lease_id, None) is not None}
+        self._displace(mine)
+
+    def take_displaced(self) -> set[str]:
+        return super().take_displaced() | self.local.take_displaced()
 
     # -- batched renewal ------------------------------------------------------------
 
@@ -286,19 +407,25 @@ class RedisSlots(_Slots):
             for topic in lease.topics:
                 groups.setdefault(ttl, {}).setdefault(self.key(topic), []).append(lease.lease_id)
         renewed = 0
+        displaced: set = set()
         started = time.monotonic()
         try:
             for ttl, by_key in groups.items():
-                keys, args, count = [], [int(ttl * 1000)], 0
+                keys, args, count = [], [int(ttl * 1000), DISPLACED_PREFIX], 0
                 for key, lease_ids in by_key.items():
                     keys.append(key)
                     args += [len(lease_ids), *lease_ids]
                     count += len(lease_ids)
                     if count >= RENEW_BATCH:
-                        self._script("renew_many")(keys=keys, args=args)
-                        renewed, keys, args, count = renewed + count, [], [int(ttl * 1000)], 0
+                        displaced.update(self._script("renew_many")(keys=keys, args=args))
+                        renewed, keys, args, count = (
+                            renewed + count,
+                            [],
+                            [int(ttl * 1000), DISPLACED_PREFIX],
+                            0,
+                        )
                 if keys:
-                    self._script("renew_many")(keys=keys, args=args)
+                    displaced.update(self._script("renew_many")(keys=keys, args=args))
                     renewed += count
         except redis.RedisError as exc:
             # Retried at the next heartbeat; the leases expire if Redis stays away.
@@ -306,6 +433,8 @@ class RedisSlots(_Slots):
         else:
             if renewed:
                 REDIS_LIMITS.ok()
+        if displaced:
+            self._forget_displaced({lease_id.decode() for lease_id in displaced})
         self.renewals += 1
         log.debug("renewed %s stream leases in %.1f ms", renewed, 1000 * (time.monotonic() - started))
         return renewed

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Flask
+from flask import Flask, has_request_context, request
 
 from hms.errors import TooManyRequests
 from hms.realtime.broker import QueueBroker
 from hms.realtime.limiter import StreamSlots, Topic, lease_ttl_seconds
 from hms.realtime.memo import Encoded
-from hms.realtime.stream import Stream
+from hms.realtime.stream import WATCH, Stream
 
 
 def open_stream(
@@ -35,6 +35,7 @@ def open_stream(
     refused: str,
     also: tuple[tuple[Topic, int | None, str], ...] = (),
     limit_topic: Topic | None = None,
+    owner: str | None = None,
 ) -> Stream:
     """Subscribe, read the current event, take a lease; the stream sends that event first.
 
@@ -43,7 +44,11 @@ def open_stream(
     is counted in its topic but never refused there. `also`: more topics the stream is
     counted in, each (topic, limit or None, refusal message); all checked atomically.
     `limit_topic`: count the stream (under `limit`) in this topic instead of the broker
-    topic it listens to: a stream that follows a topic without taking one of its slots."""
+    topic it listens to: a stream that follows a topic without taking one of its slots.
+    `owner` (the caller's account) is recorded in the lease: a reconnect of the same
+    owner that carries Last-Event-ID may take over that owner's stalest lease of the
+    topic when a limit is full (limiter.py). The client's socket (gunicorn's
+    environ["gunicorn.socket"]) is watched, so a gone client frees its slot at once."""
     config = app.config
     heartbeat = float(config["SSE_HEARTBEAT_SECONDS"])
     broker = QueueBroker.get(app)
@@ -54,14 +59,17 @@ def open_stream(
         first = broker.memo.share((topic, day, variant), read_first(day))
         counted = topic if limit_topic is None else limit_topic
         claims = ((counted, limit), *((other, other_limit) for other, other_limit, _ in also))
-        lease = slots.claim(claims, lease_ttl_seconds(heartbeat))
+        resuming = has_request_context() and bool(request.headers.get("Last-Event-ID"))
+        lease = slots.claim(
+            claims, lease_ttl_seconds(heartbeat), owner=owner, take_over=resuming and bool(owner)
+        )
         if lease.refused_by is not None:
             messages = {counted: refused, **{other: message for other, _, message in also}}
             raise TooManyRequests(messages[lease.refused_by], retry_after=max(1, round(heartbeat)))
     except BaseException:
         broker.unsubscribe(subscription)
         raise
-    return Stream(
+    stream = Stream(
         topic=topic,
         variant=variant,
         first=first,
@@ -76,3 +84,5 @@ def open_stream(
         heartbeat_seconds=heartbeat,
         retry_ms=int(config["SSE_RETRY_MS"]),
     )
+    WATCH.add(stream, request.environ.get("gunicorn.socket") if has_request_context() else None)
+    return stream

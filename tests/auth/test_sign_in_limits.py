@@ -80,6 +80,32 @@ def test_a_successful_sign_in_uses_up_no_attempt(app, client, make_user):
     assert api_login(client, user.username, "wrong").status_code == 429
 
 
+def test_successful_sign_ins_are_limited_per_client_too(app, client, make_user):
+    """Each sign-in costs a password check: a client signing in in a loop is refused, in
+    words, after LOGIN_SUCCESS_LIMIT_PER_CLIENT; another client is not."""
+    app.config["LOGIN_SUCCESS_LIMIT_PER_CLIENT"] = "6 per minute"
+    users = [make_user("reception", password="right-pass") for _ in range(2)]
+    for n in range(6):
+        assert api_login(client, users[n % 2].username, "right-pass").status_code == 200
+    res = api_login(client, users[0].username, "right-pass")
+    assert res.status_code == 429
+    assert res.get_json()["message"] == TOO_MANY == "Too many sign-in attempts: try again in a minute"
+    assert 0 < int(res.headers["Retry-After"]) <= 60
+    page = form_login(client, users[1].username, "right-pass")
+    assert page.status_code == 429 and TOO_MANY in page.get_data(as_text=True)
+    assert api_login(client, users[0].username, "right-pass", address="10.0.0.2").status_code == 200
+
+
+def test_failures_do_not_use_up_the_success_limit(app, client, make_user):
+    app.config["LOGIN_SUCCESS_LIMIT_PER_CLIENT"] = "2 per minute"
+    user = make_user("reception", password="right-pass")
+    for _ in range(4):
+        assert api_login(client, user.username, "wrong").status_code == 401
+    for _ in range(2):
+        assert api_login(client, user.username, "right-pass").status_code == 200
+    assert api_login(client, user.username, "right-pass").status_code == 429
+
+
 def _parallel_wrong_attempts(attempt, count: int = 40) -> list[int]:
     with ThreadPoolExecutor(max_workers=count) as pool:
         return list(pool.map(lambda _: attempt(), range(count)))

@@ -258,3 +258,27 @@ def test_a_doctor_always_opens_their_own_queue(app, as_role, make_user, monkeypa
         for reader in readers:
             reader.close()
     assert wait_released(app, doctor_user.id) == (0, 0)
+
+
+def test_a_stream_opened_with_a_session_ends_when_that_session_signs_out(app, make_user, doctor_user):
+    from tests.conftest import csrf_token
+
+    user = make_user("display", password="screen-pass")
+    screen, other_screen = app.test_client(), app.test_client()
+    form_login(screen, user.username, "screen-pass")
+    form_login(other_screen, user.username, "screen-pass")
+    reader = read(open_stream(screen, doctor_user.id))
+    other = read(open_stream(other_screen, doctor_user.id))
+    try:
+        assert reader.next().event == "queue" and other.next().event == "queue"
+        res = screen.post("/logout", data={"csrf_token": csrf_token(screen, "/")})
+        assert res.status_code == 302
+        deadline = time.monotonic() + 5
+        while (block := reader.next(3)) is not None:
+            assert block.is_ping
+            assert time.monotonic() < deadline, "the signed-out session's stream is still open"
+        # The same account's other session keeps its stream.
+        assert other.next(3).is_ping
+    finally:
+        reader.close()
+        other.close()

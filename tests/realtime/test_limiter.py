@@ -305,3 +305,81 @@ def test_redis_several_limits_hold_across_workers_and_concurrency(redis_url):
         thread.join()
     assert sum(1 for lease in granted if lease) == 10
     assert workers[0].count("account:z") == 10
+
+
+# --- a reconnect taking over its own stale lease ---------------------------------------------
+
+OWNER, OTHER = "account:1", "account:2"
+
+
+def _claims(limit: int):
+    return ((5, limit), (f"{OWNER}-cap", None))
+
+
+def _check_takeover(slots):
+    first = slots.claim(((5, 2),), 30, owner=OWNER)
+    second = slots.claim(((5, 2),), 30, owner=OWNER)
+    assert first.refused_by is None and second.refused_by is None
+    assert first.lease_id.startswith(OWNER + "|")
+    # Full: a fresh connection, and another owner's reconnect, are refused.
+    assert slots.claim(((5, 2),), 30, owner=OWNER).refused_by == 5
+    assert slots.claim(((5, 2),), 30, owner=OTHER, take_over=True).refused_by == 5
+    assert slots.take_displaced() == set()
+    # The owner's reconnect takes over its stalest lease, in every topic that lease counts in.
+    third = slots.claim(((5, 2),), 30, owner=OWNER, take_over=True)
+    assert third.refused_by is None
+    assert slots.count(5) == 2
+    return first, second, third
+
+
+def test_in_process_a_reconnect_takes_over_its_owners_oldest_lease():
+    slots = InProcessSlots()
+    first, _, _ = _check_takeover(slots)
+    assert slots.take_displaced() == {first.lease_id}
+    assert slots.take_displaced() == set()  # handed out once
+
+
+def test_in_process_takeover_frees_every_topic_of_the_displaced_lease():
+    slots = InProcessSlots()
+    held = slots.claim(((5, 1), ("account:1", 1)), 30, owner=OWNER)
+    assert held.refused_by is None
+    # Full on both limits: the takeover frees both.
+    again = slots.claim(((5, 1), ("account:1", 1)), 30, owner=OWNER, take_over=True)
+    assert again.refused_by is None
+    assert slots.count(5) == 1 and slots.count("account:1") == 1
+    assert slots.take_displaced() == {held.lease_id}
+
+
+def test_in_process_no_takeover_of_a_lease_for_another_topic():
+    slots = InProcessSlots()
+    slots.claim(((6, 1), ("account:1", 1)), 30, owner=OWNER)  # the account's one stream, doctor 6
+    # The account cap is full; its reconnect for doctor 5 has no stale lease of doctor 5.
+    assert slots.claim(((5, 3), ("account:1", 1)), 30, owner=OWNER, take_over=True).refused_by == "account:1"
+
+
+def test_redis_a_reconnect_takes_over_and_the_owner_worker_does_not_renew_it_back(redis_url):
+    owner_worker, other_worker = RedisSlots(redis_url), RedisSlots(redis_url)
+    first = owner_worker.claim(((5, 2),), 30, owner=OWNER)
+    second = owner_worker.claim(((5, 2),), 30, owner=OWNER)
+    assert first.refused_by is None and second.refused_by is None
+    assert other_worker.claim(((5, 2),), 30, owner=OTHER, take_over=True).refused_by == 5
+    third = other_worker.claim(((5, 2),), 30, owner=OWNER, take_over=True)  # on another worker
+    assert third.refused_by is None
+    assert other_worker.count(5) == 2
+    # The stalest lease went (the earliest expiry: `first`); the worker that holds it
+    # learns at its next renewal, which must not put it back.
+    assert owner_worker.take_displaced() == set()
+    owner_worker.renew_all()
+    assert owner_worker.take_displaced() == {first.lease_id}
+    assert owner_worker.held() == 1
+    owner_worker.renew_all()
+    assert other_worker.count(5) == 2
+    members = {m.decode() for m in redis.Redis.from_url(redis_url).zrange(RedisSlots.key(5), 0, -1)}
+    assert members == {second.lease_id, third.lease_id}
+
+
+def test_redis_a_takeover_on_the_same_worker_is_reported_at_once(redis_url):
+    worker = RedisSlots(redis_url)
+    first, _, _ = _check_takeover(worker)
+    assert worker.take_displaced() == {first.lease_id}
+    assert worker.held() == 2

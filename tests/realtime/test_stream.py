@@ -4,6 +4,8 @@ states come from a fake loader as plain bytes."""
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import time
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from hms.realtime.broker import InProcessBroker
 from hms.realtime.limiter import InProcessSlots
 from hms.realtime.memo import Encoded, SnapshotMemo, retry_line, sse_event
-from hms.realtime.stream import CLOSING, PING, Stream
+from hms.realtime.stream import CLOSING, PING, WATCH, WATCH_SECONDS, Stream
 
 DAY = "2026-11-28"
 VARIANT = "plain"
@@ -227,3 +229,59 @@ def test_streams_of_one_topic_share_one_build_per_change(setup):
     broker.publish(1, DAY, 2)
     assert {parse(next(stream))["id"] for stream in streams} == {"2"}
     assert topic.loads == loads + 1
+
+
+# --- the watcher: gone clients and taken-over leases --------------------------------------
+
+
+def _watched(setup, sock):
+    make, _, broker, slots, _ = setup
+    stream = make(heartbeat=30)
+    opening(stream)
+    WATCH.add(stream, sock)
+    return stream, broker, slots
+
+
+@pytest.mark.parametrize("how", ["reset", "close"])
+def test_the_watcher_ends_a_stream_whose_client_went_away(setup, how):
+    server_side, client_side = socket.socketpair()
+    try:
+        stream, broker, slots = _watched(setup, server_side)
+        WATCH.tick()
+        assert not stream._gone  # a live client is left alone
+        if how == "reset":
+            client_side.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client_side.close()
+        WATCH.tick()
+        with pytest.raises(StopIteration):  # wakes at once, writes nothing more
+            next(stream)
+        assert slots.count(1) == 0 and broker.registry.count(1) == 0
+        assert stream.fd == -1
+    finally:
+        server_side.close()
+
+
+def test_the_watcher_runs_by_itself_and_stops_with_the_last_stream(setup):
+    server_side, client_side = socket.socketpair()
+    try:
+        stream, _, slots = _watched(setup, server_side)
+        client_side.close()
+        started = time.monotonic()
+        with pytest.raises(StopIteration):
+            next(stream)  # parked until the watcher wakes it
+        assert time.monotonic() - started < WATCH_SECONDS * 4
+        assert slots.count(1) == 0 and WATCH.count() == 0
+    finally:
+        server_side.close()
+
+
+def test_the_watcher_ends_a_stream_whose_lease_was_taken_over(setup):
+    make, _, _, slots, _ = setup
+    stream = make(heartbeat=30)
+    opening(stream)
+    WATCH.add(stream, None)
+    slots._displace({stream.lease.lease_id})
+    WATCH.tick()
+    with pytest.raises(StopIteration):
+        next(stream)
+    assert slots.count(1) == 0

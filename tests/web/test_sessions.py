@@ -105,3 +105,51 @@ def test_forms_carry_the_csrf_token(client, make_user, path):
     user = make_user("admin", password="pw")
     form_login(client, user.username, "pw")
     assert len(csrf_token(client, path)) >= 32
+
+
+def test_sign_out_holds_across_a_cache_flush(app, client, make_user):
+    """The ended session is stored in the database: flushing the cache (or a Redis
+    restart) does not let the old cookie back in."""
+    from hms.extensions import cache
+
+    user = make_user("reception", password="pw-123456")
+    form_login(client, user.username, "pw-123456")
+    stolen = session_cookie(client)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    with app.app_context():
+        cache.clear()
+    client.set_cookie(COOKIE, stolen)
+    assert client.get("/").status_code == 302
+    assert client.get("/api/auth/me").status_code == 401
+    # And a live session is not affected by the flush.
+    other = app.test_client()
+    form_login(other, user.username, "pw-123456")
+    with app.app_context():
+        cache.clear()
+    assert other.get("/").status_code == 200
+
+
+def test_ended_sessions_are_kept_until_they_would_have_expired(app, make_user, monkeypatch):
+    from sqlalchemy import func, select
+
+    from hms.auth import service
+    from hms.auth.models import EndedSession
+    from hms.extensions import db
+
+    user = make_user("display", password="screen-pass")
+    first, second = app.test_client(), app.test_client()
+    form_login(first, user.username, "screen-pass")
+    first.post("/logout", data={"csrf_token": csrf_token(first, "/")})
+    with app.app_context():
+        row = db.session.scalars(select(EndedSession)).one()
+        left = (row.expires_at - datetime.now(UTC)).total_seconds()
+        assert app.config["SESSION_HOURS"] * 3600 - 60 < left <= app.config["SESSION_HOURS"] * 3600 + 60
+    # Once past its expiry the row goes at the next sign-out (no table that only grows).
+    later = time.time() + app.config["SESSION_HOURS"] * 3600 + 120
+    form_login(second, user.username, "screen-pass")
+    monkeypatch.setattr(service, "_now", lambda: later - app.config["SESSION_HOURS"] * 3600 + 10)
+    monkeypatch.setattr(service, "utcnow", lambda: datetime.fromtimestamp(later, UTC))
+    second.post("/logout", data={"csrf_token": csrf_token(second, "/")})
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(EndedSession)) == 1
+        db.session.remove()
