@@ -10,7 +10,8 @@ from hms.core.fields import NoQuery
 from hms.core.roles import sees_masked_queue
 from hms.core.time import clinic_today
 from hms.queue import service
-from hms.queue.schemas import QueueQuery, QueueSnapshotSchema
+from hms.queue.schemas import MAX_STREAM_DOCTORS, QueueQuery, QueueSnapshotSchema, QueuesStreamQuery
+from hms.realtime.multi import multi_sse_response
 from hms.realtime.stream import sse_response
 
 blp = Blueprint("queue", __name__, url_prefix="/api", description="The queue, and its live stream")
@@ -81,3 +82,26 @@ class QueueStreamResource(MethodView):
     def get(self, _query, doctor_id):
         """Follow a doctor's queue live (Server-Sent Events)"""
         return sse_response(service.open_queue_stream(doctor_id, current_identity(), current_session_id()))
+
+
+@blp.route("/queue/stream")
+class QueuesStreamResource(MethodView):
+    @allow("queue.read")
+    @blp.arguments(QueuesStreamQuery, location="query")
+    @blp.doc(
+        description=(
+            "Several doctors' queues on ONE connection (a browser opens at most six HTTP/1.1 "
+            f"connections to a host), up to {MAX_STREAM_DOCTORS} doctors: `retry: <ms>`, then each "
+            "doctor's `event: queue` (its own `id:`, that doctor's version; the snapshot names its "
+            "doctor), then every change of any of them. Last-Event-ID is ignored: a reconnect gets "
+            "every current snapshot. Counted once in the account's limit and once in each "
+            "doctor's SSE_MAX_CONNECTIONS_PER_DOCTOR.",
+        ),
+        responses={"200": _STREAM_DOC},
+    )
+    @blp.alt_response(404, description="One of the ids is not a doctor")
+    @blp.alt_response(429, description="A doctor's or the account's stream limit is full")
+    def get(self, query):
+        """Follow several doctors' queues live on one stream (Server-Sent Events)"""
+        stream = service.open_queues_stream(query["doctors"], current_identity(), current_session_id())
+        return multi_sse_response(stream)

@@ -3,10 +3,33 @@ was encoded to once, not dumped through these) and the queue's query arguments."
 
 from __future__ import annotations
 
+import re
+
 import marshmallow as ma
 from marshmallow import fields
 
 from hms.core.fields import IsoDate, StrictSchema
+
+# Doctors one stream of several queues may follow (each takes one of its doctor's slots).
+MAX_STREAM_DOCTORS = 50
+_DOCTOR_IDS = re.compile(r"^[0-9]{1,9}(,[0-9]{1,9})*$")
+
+
+class DoctorIds(fields.String):
+    """`1,2,3`: ASCII digits and commas only, each id once, at most MAX_STREAM_DOCTORS."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> tuple[int, ...]:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not _DOCTOR_IDS.match(text):
+            raise ma.ValidationError("Doctor ids separated by commas, e.g. 1,2,3.")
+        ids = tuple(dict.fromkeys(int(part) for part in text.split(",")))
+        if len(ids) > MAX_STREAM_DOCTORS:
+            raise ma.ValidationError(f"At most {MAX_STREAM_DOCTORS} doctors in one stream.")
+        return ids
+
+
+class QueuesStreamQuery(StrictSchema):
+    doctors = DoctorIds(required=True, metadata={"description": "Doctor ids, e.g. `1,2,3`."})
 
 
 class QueueQuery(StrictSchema):

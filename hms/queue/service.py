@@ -26,6 +26,7 @@ from hms.queue.events import record_events
 from hms.queue.line import ROOM_TAKEN, lock_queue, move, queue_head
 from hms.queue.snapshot import FULL, MASKED, Snapshot, build_snapshot, cache_keys, read_snapshot
 from hms.realtime.memo import Encoded, sse_event
+from hms.realtime.multi import MultiStream, open_multi_stream
 from hms.realtime.stream import Stream
 from hms.realtime.streams import open_stream
 
@@ -124,6 +125,48 @@ def open_queue_stream(doctor_id: int, identity: Identity, session_id: str | None
         ),
         owner=account_topic(identity.id),
     )
+
+
+def open_queues_stream(
+    doctor_ids: tuple[int, ...], identity: Identity, session_id: str | None = None
+) -> MultiStream:
+    """One live stream of several doctors' queues today (a staff screen's: a browser holds
+    at most six connections to one host, so a page follows its queues on one).
+
+    Counted once in the account's limit and once in each doctor's (a doctor's own queue
+    never refused there, as for one doctor's stream); all or nothing. NotFound for any id
+    that is not a doctor, before any byte is streamed."""
+    app = app_object()
+    variant = MASKED if sees_masked_queue(identity.role) else FULL
+
+    def read_first(doctor_id: int, day: str) -> Encoded:
+        return _encoded(get_snapshot(doctor_id, date.fromisoformat(day)), variant)
+
+    per_doctor = int(setting("SSE_MAX_CONNECTIONS_PER_DOCTOR"))
+    account = account_topic(identity.id)
+    try:
+        return open_multi_stream(
+            app,
+            topics=doctor_ids,
+            variant=variant,
+            read_first=read_first,
+            loader=lambda doctor_id: _loader(app, doctor_id, variant),
+            today=_today(str(clinic_zone())),
+            still_allowed=_session_checker(app, identity.id, identity.token_epoch, identity.role, session_id),
+            claims=(
+                *((doctor_id, None if doctor_id == identity.id else per_doctor) for doctor_id in doctor_ids),
+                (account, int(setting("SSE_MAX_CONNECTIONS_PER_ACCOUNT"))),
+            ),
+            refusals={
+                **{
+                    doctor_id: f"Too many live streams for doctor {doctor_id}; try again shortly."
+                    for doctor_id in doctor_ids
+                },
+                account: "Too many live streams for this account; close one or try again shortly.",
+            },
+        )
+    finally:
+        db.session.remove()  # read in the request's own session; given back before streaming
 
 
 def account_topic(account_id: int) -> str:

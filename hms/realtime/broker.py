@@ -87,11 +87,13 @@ class Subscription:
 
     __slots__ = ("topic", "variant", "_lock", "_ready", "_pending", "_closed")
 
-    def __init__(self, topic: int, variant: str):
+    def __init__(self, topic: int, variant: str, ready: threading.Event | None = None):
         self.topic = topic
         self.variant = variant
         self._lock = threading.Lock()
-        self._ready = threading.Event()
+        # `ready`: an Event shared by the mailboxes of one stream of several topics
+        # (multi.py), which waits on it once and then `take`s from each mailbox.
+        self._ready = ready if ready is not None else threading.Event()
         self._pending: Wakeup | None = None
         self._closed = False
 
@@ -121,6 +123,13 @@ class Subscription:
             self._closed = True
             self._ready.set()
 
+    def take(self) -> Wakeup | None:
+        """The pending wakeup (taking it) without waiting, for a stream that waits on a
+        shared `ready` Event itself (and clears it before taking, so no set is lost)."""
+        with self._lock:
+            wakeup, self._pending = self._pending, None
+            return Wakeup(closed=True) if self._closed else wakeup
+
     def wait(self, timeout: float) -> Wakeup | None:
         """The pending wakeup (taking it), or None once `timeout` seconds pass quietly."""
         self._ready.wait(max(0.0, timeout))
@@ -143,8 +152,8 @@ class SubscriberRegistry:
         self._by_topic: dict[int, set[Subscription]] = {}
         self.closed = False
 
-    def add(self, topic: int, variant: str) -> Subscription:
-        subscription = Subscription(topic, variant)
+    def add(self, topic: int, variant: str, ready: threading.Event | None = None) -> Subscription:
+        subscription = Subscription(topic, variant, ready)
         with self._lock:
             if self.closed:
                 subscription.close()
@@ -209,8 +218,8 @@ class Broker(ABC):
         """Announce that `topic` reached `version` on `day`. `events`: variant -> the
         encoded event of exactly that version (optional; never carries an older one)."""
 
-    def subscribe(self, topic: int, variant: str) -> Subscription:
-        return self.registry.add(topic, variant)
+    def subscribe(self, topic: int, variant: str, ready: threading.Event | None = None) -> Subscription:
+        return self.registry.add(topic, variant, ready)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.registry.remove(subscription)
@@ -295,8 +304,8 @@ class RedisBroker(Broker):
 
     # -- the one subscriber per process -------------------------------------------
 
-    def subscribe(self, topic: int, variant: str) -> Subscription:
-        subscription = super().subscribe(topic, variant)
+    def subscribe(self, topic: int, variant: str, ready: threading.Event | None = None) -> Subscription:
+        subscription = super().subscribe(topic, variant, ready)
         self.ensure_subscriber()
         return subscription
 

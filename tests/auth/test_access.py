@@ -94,6 +94,7 @@ ROUTES = {
     ("POST", "/api/queue/<id:doctor_id>/next"): "change appointment status",
     ("GET", "/api/queue/<id:doctor_id>"): "queue snapshot and stream",
     ("GET", "/api/queue/<id:doctor_id>/stream"): "queue snapshot and stream",
+    ("GET", "/api/queue/stream"): "queue snapshot and stream",
     ("GET", "/display/<id:doctor_id>"): "queue snapshot and stream",
     ("GET", "/api/appointments/<id:appointment_id>/ticket"): "the patient's ticket link",
     ("GET", "/api/bills"): "read bills",
