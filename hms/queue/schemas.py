@@ -11,7 +11,7 @@ from marshmallow import fields
 from hms.core.fields import IsoDate, StrictSchema
 
 # Doctors one stream of several queues may follow (each takes one of its doctor's slots).
-MAX_STREAM_DOCTORS = 50
+MAX_STREAM_DOCTORS = 100  # as many as a page of the doctors list
 _DOCTOR_IDS = re.compile(r"^[0-9]{1,9}(,[0-9]{1,9})*$")
 
 
