@@ -37,6 +37,9 @@ API_MATRIX = {
     "read bills": ({A, R, D, C}, set()),
     "change a staff account": ({A, D}, {D}),
     "any account": ({A, R, D, C, S}, set()),
+    # The staff screens (CONSOLES.md): the doctor's screen is the doctor's own queue, or
+    # any doctor's for an admin.
+    "the doctor's screen": ({A, D}, set()),
 }
 
 REFERENCE = (
@@ -102,6 +105,13 @@ ROUTES = {
     ("POST", "/api/bills/<id:bill_id>/void"): "refunds, void a bill",
     ("GET", "/api/auth/me"): "any account",
     ("GET", "/"): "any account",
+    ("GET", "/doctor"): "the doctor's screen",
+    ("GET", "/doctor/<id:doctor_id>/room"): "the doctor's screen",
+    ("POST", "/doctor/<id:doctor_id>/next"): "change appointment status",
+    ("POST", "/doctor/appointments/<id:appointment_id>/status"): "change appointment status",
+    ("POST", "/doctor/appointments/<id:appointment_id>/prescriptions"): "write prescriptions",
+    ("GET", "/doctor/medicines"): "read reference data, doctors",
+    ("GET", "/prescriptions/<id:prescription_id>/print"): "read appointments, events, prescriptions",
 }
 PUBLIC_ROUTES = {
     ("POST", "/api/auth/token"),
