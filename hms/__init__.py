@@ -30,6 +30,7 @@ from hms.prescriptions.routes import blp as prescriptions
 from hms.queue.routes import blp as queue
 from hms.reference.routes import blp as reference
 from hms.staff.routes import blp as staff
+from hms.web.display import bp as display
 from hms.web.doctor import bp as doctor_screen
 from hms.web.prints import bp as prints
 from hms.web.routes import bp as web
@@ -107,5 +108,5 @@ def register_blueprints(app: Flask) -> None:
         api.register_blueprint(blueprint)
     app.register_blueprint(ops)
     app.register_blueprint(web)
-    for page_blueprint in (doctor_screen, prints):
+    for page_blueprint in (display, doctor_screen, prints):
         app.register_blueprint(page_blueprint)

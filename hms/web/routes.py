@@ -1,4 +1,5 @@
-"""Server-rendered pages: the session-cookie login and the waiting-room display."""
+"""Server-rendered pages: the session-cookie login and the home page (the waiting-room
+display is hms.web.display)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from flask import Blueprint, Response, redirect, render_template, request, sessi
 from hms.auth import service
 from hms.core.access import page, public
 from hms.errors import TooManyRequests, Unauthorized
-from hms.queue import service as queue
 
 bp = Blueprint("web", __name__, template_folder="templates")
 FORM_EXPIRED = "This form has expired; please try again."
@@ -100,14 +100,3 @@ def logout():
 @page("signed_in")
 def home():
     return render_template("home.html")
-
-
-@bp.route("/display/<id:doctor_id>")
-@page("queue.read")
-def display(doctor_id: int):
-    """The waiting-room screen of one doctor: always masked, live over the queue stream."""
-    return render_template(
-        "display.html",
-        snapshot=queue.display_snapshot(doctor_id),
-        stream_url=url_for("queue.QueueStreamResource", doctor_id=doctor_id),
-    )

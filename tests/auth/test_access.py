@@ -96,6 +96,7 @@ ROUTES = {
     ("GET", "/api/queue/<id:doctor_id>"): "queue snapshot and stream",
     ("GET", "/api/queue/<id:doctor_id>/stream"): "queue snapshot and stream",
     ("GET", "/display/<id:doctor_id>"): "queue snapshot and stream",
+    ("GET", "/display"): "queue snapshot and stream",
     ("GET", "/api/bills"): "read bills",
     ("POST", "/api/bills"): "create bills, add items",
     ("GET", "/api/bills/<id:bill_id>"): "read bills",
