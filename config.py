@@ -66,6 +66,9 @@ class Config:
     TRUSTED_PROXY_COUNT = _int("TRUSTED_PROXY_COUNT", 0)
     RATELIMIT_HEADERS_ENABLED = True
 
+    # How long an Idempotency-Key's answer is replayed (seconds; API.md: 24 h).
+    IDEMPOTENCY_TTL_SECONDS = _int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
+
     # Cache lifetimes (seconds).
     REFERENCE_CACHE_SECONDS = 3600
     DOCTOR_CACHE_SECONDS = 300
@@ -98,6 +101,9 @@ class Config:
         )
         self.REDIS_URL = os.environ.get("REDIS_URL") or None
         self.CLINIC_TIMEZONE = os.environ.get("CLINIC_TIMEZONE", "UTC")
+        # The country calling code a phone typed without "+" belongs to (digits, no "+"):
+        # 91 (India) by default, the demo data's numbers; stored phones are E.164.
+        self.CLINIC_COUNTRY_CODE = os.environ.get("CLINIC_COUNTRY_CODE", "91").strip().lstrip("+")
         # Lifetime of a page session (a shared clinic PC): from sign-in, not from last use.
         self.SESSION_HOURS = float(os.environ.get("SESSION_HOURS", "12"))
         self.PERMANENT_SESSION_LIFETIME = timedelta(hours=self.SESSION_HOURS)

@@ -2,8 +2,9 @@
 
 from hms.appointments.models import Appointment, AppointmentEvent, QueueDay
 from hms.auth.models import User
-from hms.billing.models import Bill, BillItem, IdempotencyRecord, Payment
+from hms.billing.models import Bill, BillItem, Payment
 from hms.core.db import Counter
+from hms.core.models import IdempotencyRecord
 from hms.patients.models import Patient
 from hms.prescriptions.models import Prescription, PrescriptionItem
 from hms.reference.models import (

@@ -20,6 +20,7 @@ USERNAME_PATTERN = re.compile(r"^[a-z0-9._-]{3,64}$")
 USERNAME_RULE = "3 to 64 characters among a-z, 0-9, '.', '_', '-'."
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 256
+ROOM_MAX = 40
 
 
 def normalize_username(username: str) -> str:
@@ -43,6 +44,8 @@ class User(db.Model):
     specialization_id: Mapped[int | None] = mapped_column(ForeignKey("specializations.id"))
     consultation_fee: Mapped[Decimal | None] = mapped_column(Money)
     hospital_fee: Mapped[Decimal | None] = mapped_column(Money)
+    # Doctors: where they see patients ("Room 4"), shown in the queue and on the ticket.
+    room: Mapped[str | None] = mapped_column(String(ROOM_MAX))
     is_available: Mapped[bool] = mapped_column(default=True)
     active: Mapped[bool] = mapped_column(default=True)
     # Bumped when the password changes or the account is disabled: every token and

@@ -10,7 +10,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from hms.billing.idempotency import PURGE_BATCH, purge_expired, ttl_from
+from hms.core.idempotency import PURGE_BATCH, purge_expired, ttl_from
 
 
 @click.command("purge-idempotency-keys")

@@ -1,13 +1,17 @@
-"""Bills, their items, append-only payments and refunds, and idempotency records."""
+"""Bills, their items, append-only payments and refunds.
+
+The idempotency records that guard payments live in hms.core.models (shared with
+patients and appointments); re-exported here for existing imports."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from hms.core.models import IDEMPOTENCY_KEY_MAX, IdempotencyRecord  # noqa: F401 - re-exported
 from hms.core.time import utcnow
 from hms.core.types import Money, UTCDateTime
 from hms.extensions import db
@@ -20,7 +24,6 @@ BILL_STATUSES = (UNPAID, PARTIALLY_PAID, PAID, VOID)
 PAYMENT = "PAYMENT"
 REFUND = "REFUND"
 PAYMENT_METHODS = ("CASH", "CARD", "UPI", "INSURANCE", "OTHER")
-IDEMPOTENCY_KEY_MAX = 255  # characters (API.md)
 
 
 class Bill(db.Model):
@@ -92,21 +95,3 @@ class Payment(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     received_by = relationship("User", lazy="raise")
-
-
-class IdempotencyRecord(db.Model):
-    """An Idempotency-Key seen from one account: the request's fingerprint and the answer."""
-
-    __tablename__ = "idempotency_records"
-    __table_args__ = (
-        UniqueConstraint("user_id", "key", name="uq_idempotency_user_key"),
-        Index("ix_idempotency_created_at", "created_at"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_MAX))
-    fingerprint: Mapped[str] = mapped_column(String(64))
-    response_status: Mapped[int | None]
-    response_body: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -11,7 +11,6 @@ from flask.views import MethodView
 
 from hms.billing import service
 from hms.billing.cli import purge_command
-from hms.billing.idempotency import StoredResponse, ttl_from
 from hms.billing.schemas import (
     BillCreateSchema,
     BillItemsAddSchema,
@@ -26,6 +25,7 @@ from hms.billing.schemas import (
 from hms.core.access import allow, current_identity
 from hms.core.blueprint import Blueprint
 from hms.core.fields import PageQuery
+from hms.core.idempotency import StoredResponse, ttl_from
 
 blp = Blueprint("billing", __name__, url_prefix="/api", description="billing")
 blp.cli.add_command(purge_command)  # flask --app wsgi billing purge-idempotency-keys

@@ -3,10 +3,11 @@
 import marshmallow as ma
 from marshmallow import fields, validate, validates_schema
 
-from hms.billing.models import BILL_STATUSES, IDEMPOTENCY_KEY_MAX, PAYMENT_METHODS
+from hms.billing.models import BILL_STATUSES, PAYMENT_METHODS
 from hms.core.fields import (
     MAX_ID,
     Id,
+    IdempotencyHeaderSchema,  # noqa: F401 - re-exported for the billing routes
     IsoDate,
     Money,
     PageQuery,
@@ -98,22 +99,6 @@ class RefundInSchema(StrictSchema):
 
 class VoidInSchema(StrictSchema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
-
-
-class IdempotencyHeaderSchema(ma.Schema):
-    """The Idempotency-Key header (other headers are ignored)."""
-
-    class Meta:
-        unknown = ma.EXCLUDE
-
-    idempotency_key = fields.String(
-        data_key="Idempotency-Key",
-        validate=validate.Length(min=1, max=IDEMPOTENCY_KEY_MAX),
-        metadata={
-            "description": "Up to 255 characters, no control characters (400). Makes a retry safe: "
-            "the same key with the same body answers the first result."
-        },
-    )
 
 
 class BillListQuery(PageQuery):

@@ -24,8 +24,6 @@ from sqlalchemy.orm import load_only, selectinload
 from hms.appointments.models import Appointment
 from hms.auth.models import User
 from hms.auth.service import Identity
-from hms.billing import idempotency
-from hms.billing.idempotency import DEFAULT_TTL, StoredResponse
 from hms.billing.ledger import (
     LineItem,
     add_line_items,
@@ -38,6 +36,7 @@ from hms.billing.ledger import (
 from hms.billing.models import PAID, PAYMENT, REFUND, VOID, Bill, BillItem, Payment
 from hms.billing.schemas import BillSchema
 from hms.core.fields import MONEY_MAX
+from hms.core.idempotency import DEFAULT_TTL, StoredResponse, run_once
 from hms.core.pagination import Page, paginate
 from hms.core.roles import own_records_only
 from hms.core.time import clinic_today
@@ -496,26 +495,20 @@ def _move_money(
     idempotency_key: str | None,
     idempotency_ttl: timedelta,
 ) -> StoredResponse:
-    with unit_of_work() as uow:
-        record = None
-        if idempotency_key is not None:
-            canonical = {name: value for name, value in data.items() if value is not None}
-            claimed = idempotency.claim(
-                identity.id,
-                idempotency_key,
-                idempotency.fingerprint(operation, bill_id, canonical),
-                ttl=idempotency_ttl,
-            )
-            if isinstance(claimed, StoredResponse):
-                return claimed  # a replay wrote nothing: its unit of work just ends
-            record = claimed
+    def move(_uow) -> dict:
         bill = _lock_with_rows(bill_id)
         work(bill, data, identity)
-        body = _BILL_SCHEMA.dump(bill)
-        if record is not None:
-            idempotency.complete(record, 201, body)
-            idempotency.purge_after_commit(uow, record, ttl=idempotency_ttl)
-    return StoredResponse(201, body)
+        return _BILL_SCHEMA.dump(bill)
+
+    return run_once(
+        operation,
+        bill_id,
+        data,
+        user_id=identity.id,
+        key=idempotency_key,
+        work=move,
+        ttl=idempotency_ttl,
+    )
 
 
 def take_payment(

@@ -9,6 +9,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from hms.core.models import IDEMPOTENCY_KEY_MAX
+
 MAX_ID = 2**31 - 1
 MONEY_MAX = Decimal("9999999999.99")  # NUMERIC(12,2)
 TWO_PLACES = Decimal("0.01")
@@ -157,6 +159,24 @@ class PageQuery(StrictSchema):
 
 class SearchPageQuery(PageQuery):
     q = fields.String(validate=validate.Length(max=100))  # empty = no filter
+
+
+class IdempotencyHeaderSchema(ma.Schema):
+    """The Idempotency-Key header (other headers are ignored): POST /api/patients,
+    POST /api/appointments, payments and refunds (hms.core.idempotency)."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        validate=validate.Length(min=1, max=IDEMPOTENCY_KEY_MAX),
+        metadata={
+            "description": f"Up to {IDEMPOTENCY_KEY_MAX} characters, no control characters (400). Makes a "
+            "retry safe: the same key from the same account with the same body answers the first result "
+            "(with Idempotent-Replayed: true) and creates nothing new; with another body, 422. Kept 24 h."
+        },
+    )
 
 
 class PageMeta(ma.Schema):

@@ -18,24 +18,23 @@ from hms.patients.service import age_of
 
 NAME_MAX = 120
 ADDRESS_MAX = 300
-PHONE_PATTERN = re.compile(r"^[0-9 +()\-]{3,20}$")
+PHONE_MAX = 30  # characters typed; stored in E.164 (at most 16)
+PHONE_PATTERN = re.compile(r"^[0-9 +()\-./]{3,30}$")
 # PostgreSQL rejects NUL in text and the others are never meant in a name or address.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def normalize_phone(raw: str) -> str:
-    """Digits only, with a leading "+" kept when the number starts with one."""
-    text = raw.strip()
-    digits = re.sub(r"\D", "", text)
-    return ("+" + digits) if text.startswith("+") else digits
+PHONE_RULES = (
+    'Digits, spaces and + ( ) - . / (3 to 30 characters, "+" only first). Stored in E.164 '
+    '("+919845011223"): a number without "+" takes the clinic\'s country code '
+    "(CLINIC_COUNTRY_CODE); one that is not a possible number for its country is 422."
+)
 
 
 def _check_phone(value: str) -> None:
     if not PHONE_PATTERN.fullmatch(value):
-        raise ma.ValidationError("3 to 20 characters: digits, spaces, +, -, ( and ) only.")
+        raise ma.ValidationError("3 to 30 characters: digits, spaces, +, -, (, ), . and / only.")
     if "+" in value.strip()[1:]:
         raise ma.ValidationError('"+" is only allowed at the start.')
-    if len(normalize_phone(value).lstrip("+")) < 3:
+    if len(re.sub(r"\D", "", value)) < 3:
         raise ma.ValidationError("At least 3 digits.")
 
 
@@ -69,7 +68,7 @@ class PatientWriteFields(StrictSchema):
     phone = fields.String(
         allow_none=True,
         validate=_check_phone,
-        metadata={"description": "Digits, spaces, + - ( ); stored normalized (digits, optional leading +)."},
+        metadata={"description": PHONE_RULES},
     )
     address = fields.String(
         allow_none=True, validate=[validate.Length(max=ADDRESS_MAX), _no_control_characters]
@@ -80,7 +79,7 @@ class PatientWriteFields(StrictSchema):
         if "name" in data:
             data["name"] = data["name"].strip()
         if data.get("phone") is not None:
-            data["phone"] = normalize_phone(data["phone"])
+            data["phone"] = data["phone"].strip()  # to E.164 in the service (CLINIC_COUNTRY_CODE)
         if data.get("address") is not None:
             data["address"] = data["address"].strip() or None
         return data
@@ -121,7 +120,7 @@ class PatientSchema(ma.Schema):
             "description": "Today's age when date_of_birth is known, else as recorded.",
         },
     )
-    phone = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True, metadata={"description": 'E.164, e.g. "+919845011223".'})
     address = fields.String(allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
@@ -137,3 +136,45 @@ class PatientSearchQuery(SearchPageQuery):
     """?q= an MRN ("P000012", any case), a phone prefix, or part of the name."""
 
     q = fields.String(validate=[validate.Length(min=1, max=100), _no_control_characters])
+
+
+class DuplicatesQuery(StrictSchema):
+    """What reception typed so far; every field optional (none: no duplicates)."""
+
+    name = fields.String(validate=[validate.Length(max=NAME_MAX), _no_control_characters])
+    phone = fields.String(
+        validate=[validate.Length(max=PHONE_MAX), _no_control_characters],
+        metadata={
+            "description": "As typed; compared in E.164 (or by its digits if it is no possible number)."
+        },
+    )
+    date_of_birth = IsoDate(metadata={"description": "YYYY-MM-DD; gives the birth year (wins over age)."})
+    age = fields.Integer(
+        validate=validate.Range(min=0, max=150),
+        metadata={"description": "Years; gives the birth year to within one."},
+    )
+
+
+DUPLICATE_REASONS = ("same_phone", "similar_name_same_birth_year", "same_name")
+
+
+class DuplicateSchema(ma.Schema):
+    id = fields.Integer()
+    mrn = fields.String()
+    name = fields.String()
+    gender = fields.String()
+    age = fields.Integer(allow_none=True)
+    phone = fields.String(allow_none=True)
+    date_of_birth = fields.String(allow_none=True, metadata={"format": "date"})
+    reason = fields.String(
+        metadata={
+            "enum": list(DUPLICATE_REASONS),
+            "description": "same_phone (same number), similar_name_same_birth_year (a similar name, "
+            "accents and case ignored, born the same year, to within one when known from an age), "
+            "same_name (the same name, any birth year).",
+        }
+    )
+
+
+class DuplicatesSchema(ma.Schema):
+    data = fields.List(fields.Nested(DuplicateSchema))

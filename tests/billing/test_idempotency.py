@@ -40,7 +40,7 @@ def pay(cashier, bill: dict, key: str, amount: str = "1"):
 
 
 def test_the_triggering_payment_purges_after_its_commit(app, cashier, open_bill, monkeypatch):
-    from hms.billing import idempotency
+    from hms.core import idempotency
 
     bill = open_bill("100.00")
     assert pay(cashier, bill, "old").status_code == 201
@@ -53,7 +53,7 @@ def test_the_triggering_payment_purges_after_its_commit(app, cashier, open_bill,
 
 
 def test_a_failing_purge_is_logged_and_the_payment_stands(app, cashier, open_bill, monkeypatch, caplog):
-    from hms.billing import idempotency
+    from hms.core import idempotency
 
     def broken(**kwargs):
         raise ConnectionError("database went away")

@@ -608,8 +608,8 @@ def test_bad_idempotency_keys_are_422(app, cashier, open_bill, key):
 def test_expired_keys_are_purged_and_reusable(app, cashier, open_bill):
     from sqlalchemy import func, select, update
 
-    from hms.billing.idempotency import purge_expired
     from hms.billing.models import IdempotencyRecord
+    from hms.core.idempotency import purge_expired
     from hms.core.time import utcnow
     from hms.extensions import db
 

@@ -58,7 +58,7 @@ def test_bill_numbers_count_per_year(db):
 
 
 def test_fingerprint_is_canonical():
-    from hms.billing.idempotency import fingerprint
+    from hms.core.idempotency import fingerprint
 
     one = fingerprint("payment", 1, {"amount": Decimal("10.00"), "method": "CASH"})
     assert one == fingerprint("payment", 1, {"method": "CASH", "amount": Decimal("10.00")})

@@ -69,7 +69,7 @@ def test_register_assigns_consecutive_mrns_and_reads_back(reception, admin):
     assert first["mrn"] == "P000001"
     assert first["name"] == "Asha Rao"
     assert first["gender"] == "female"
-    assert first["phone"] == "9876543210"
+    assert first["phone"] == "+919876543210"  # E.164 with CLINIC_COUNTRY_CODE (91)
     assert first["address"] == "12 MG Road"
     assert first["date_of_birth"] is None and first["age"] is None
     assert isinstance(first["id"], int)
@@ -310,7 +310,7 @@ def registry(reception):
         ("Ravi Kumar", "98450 22222"),
         ("Priya Raoji", "080-2222-3333"),
         ("Meena 100% Iyer", None),
-        ("John_Smith", "+1 555 0100"),
+        ("John_Smith", "+1 415 555 0100"),
     ]
     return {name: register(reception, name=name, phone=phone) for name, phone in people}
 
@@ -352,12 +352,21 @@ def test_search_by_exact_mrn_any_case(cashier, registry):
 
 
 def test_search_by_phone_prefix_normalizes_the_query(doctor, registry):
-    assert names(doctor.get(PATIENTS, query_string={"q": "98450"})) == ["Ravi Kumar"]
-    assert names(doctor.get(PATIENTS, query_string={"q": "+91 984"})) == ["Asha Rao"]
+    # Without the country code: a prefix of the national number (both are 98450...).
+    assert names(doctor.get(PATIENTS, query_string={"q": "98450"})) == ["Ravi Kumar", "Asha Rao"]
+    assert names(doctor.get(PATIENTS, query_string={"q": "98450 1"})) == ["Asha Rao"]
+    assert names(doctor.get(PATIENTS, query_string={"q": "(984) 50-2"})) == ["Ravi Kumar"]
+    # With it, any punctuation, "+" or "00" or none.
+    assert names(doctor.get(PATIENTS, query_string={"q": "+91 98450 2"})) == ["Ravi Kumar"]
+    assert names(doctor.get(PATIENTS, query_string={"q": "0091 98450 1"})) == ["Asha Rao"]
+    assert names(doctor.get(PATIENTS, query_string={"q": "91 98450-1"})) == ["Asha Rao"]
+    assert names(doctor.get(PATIENTS, query_string={"q": "+1 (415)"})) == ["John_Smith"]
+    # A trunk "0" typed before the national number.
     assert names(doctor.get(PATIENTS, query_string={"q": "080 2222"})) == ["Priya Raoji"]
-    assert names(doctor.get(PATIENTS, query_string={"q": "+1 (555)"})) == ["John_Smith"]
-    # A prefix, not a substring.
+    assert names(doctor.get(PATIENTS, query_string={"q": "80.2222"})) == ["Priya Raoji"]
+    # A prefix, not a substring; another country code is another number.
     assert names(doctor.get(PATIENTS, query_string={"q": "22222"})) == []
+    assert names(doctor.get(PATIENTS, query_string={"q": "+44 98450"})) == []
 
 
 def test_like_wildcards_in_the_query_are_literal(reception, registry):

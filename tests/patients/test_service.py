@@ -122,14 +122,18 @@ def test_search_is_newest_first(svc, db):
 
 @requires_postgres
 @pytest.mark.parametrize(
-    "q, index",
+    "q, indexes",
     [
-        ("P000042", "patients_mrn_key"),
-        ("98450", "ix_patients_phone_prefix"),
-        ("rao", "ix_patients_name_trgm"),
+        ("P000042", ["patients_mrn_key"]),
+        # Without "+": the national number, or the number with its country code typed bare.
+        ("98450", ["ix_patients_phone_national_prefix", "ix_patients_phone_prefix"]),
+        ("098450", ["ix_patients_phone_national_prefix"]),
+        ("+91 98450", ["ix_patients_phone_prefix"]),
+        ("rao", ["ix_patients_name_folded_trgm"]),
+        ("José", ["ix_patients_name_folded_trgm"]),
     ],
 )
-def test_each_search_can_use_its_index_on_postgres(svc, db, q, index):
+def test_each_search_can_use_its_index_on_postgres(svc, db, q, indexes):
     """With sequential scans priced out, the plan names the index: the predicate matches it."""
     svc.register_many(
         [{"name": f"Patient {n} Rao", "gender": "male", "phone": f"9845{n:06d}"} for n in range(50)]
@@ -139,4 +143,49 @@ def test_each_search_can_use_its_index_on_postgres(svc, db, q, index):
     db.session.execute(text("SET LOCAL enable_seqscan = off"))
     plan = "\n".join(db.session.scalars(text(f"EXPLAIN {compiled}")))
     db.session.rollback()
-    assert index in plan, plan
+    for index in indexes:
+        assert index in plan, plan
+    assert "Seq Scan" not in plan, plan
+
+
+@requires_postgres
+def test_the_duplicate_check_uses_indexes_only_on_postgres(svc, db):
+    """Every statement of find_duplicates, explained with sequential scans priced out,
+    reads patients through an index."""
+    from sqlalchemy import event
+
+    svc.register_many(
+        [
+            {"name": f"Patient {n} Rao", "gender": "male", "phone": f"9845{n:06d}", "age": 40}
+            for n in range(50)
+        ]
+    )
+    executed = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            executed.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        found = svc.find_duplicates(name="Patient 7 Rao", phone="9845000007", date_of_birth=date(1986, 1, 1))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert found and found[0]["reason"] == "same_phone"
+    assert len(executed) == 3, executed
+    plans = []
+    db.session.execute(text("SET LOCAL enable_seqscan = off"))
+    cursor = db.session.connection().connection.cursor()
+    for statement, parameters in executed:
+        cursor.execute("EXPLAIN " + statement, parameters)
+        plans.append("\n".join(row[0] for row in cursor.fetchall()))
+    db.session.rollback()
+    for plan in plans:
+        assert "Seq Scan" not in plan, plan
+    joined = "\n".join(plans)
+    for index in (
+        "ix_patients_phone_prefix",
+        "ix_patients_phone_national_prefix",
+        "ix_patients_name_folded_trgm",
+    ):
+        assert index in joined, joined

@@ -1,10 +1,14 @@
-"""Idempotency-Key handling for money-moving requests (payments and refunds).
+"""Idempotency-Key handling: a retried POST answers its first result and does nothing new.
+
+Used by the money endpoints (payments, refunds: hms.billing), patient registration
+(hms.patients) and booking (hms.appointments); it lives in core so that each of them
+can use it without importing another domain (the layers of pyproject.toml).
 
 A key is scoped to the account that sent it. Its record holds a fingerprint of the
-request (operation, bill id and the canonical JSON of the validated body) and, once the
-work is done, the response status and body. The record is inserted FIRST, in the same
-transaction as the payment it guards, and its response is stored before that
-transaction commits:
+request (operation, its target, e.g. the bill id, and the canonical JSON of the
+validated body) and, once the work is done, the response status and body. The record
+is inserted FIRST, in the same transaction as the work it guards, and its response is
+stored before that transaction commits:
 
 - PostgreSQL: a second request with the same key blocks on the unique (user_id, key)
   index until the first commits; its INSERT ... ON CONFLICT DO NOTHING then inserts
@@ -16,10 +20,12 @@ transaction commits:
 
 Only successful answers are stored: a request that fails (422, 409, 404) rolls back its
 record with everything else, records nothing, and a retry is evaluated afresh.
-Records live at least the TTL the caller passes (the routes read IDEMPOTENCY_TTL_SECONDS,
-default 24 h). An expired record is replaced when its key comes back; every hundredth
-record registers a purge of expired ones to run after its unit of work commits, and
+Records live at least the TTL the caller passes (IDEMPOTENCY_TTL_SECONDS, default
+24 h). An expired record is replaced when its key comes back; every hundredth record
+registers a purge of expired ones to run after its unit of work commits, and
 `flask --app wsgi billing purge-idempotency-keys` (hms.billing.cli) purges on demand.
+
+`run_once()` wraps a unit of work in all of this; `claim()`/`complete()` are its steps.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,7 +42,8 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from hms.billing.models import IdempotencyRecord
+from hms.core.models import IdempotencyRecord
+from hms.core.settings import setting
 from hms.core.time import utcnow
 from hms.core.uow import UnitOfWork, unit_of_work
 from hms.errors import Conflict, ValidationFailed
@@ -80,10 +87,26 @@ def ttl_from(config: Mapping[str, Any]) -> timedelta:
     return timedelta(seconds=config.get("IDEMPOTENCY_TTL_SECONDS", DEFAULT_TTL_SECONDS))
 
 
-def fingerprint(operation: str, bill_id: int, payload: dict) -> str:
-    """sha256 of the operation, the bill id and the canonical JSON of the validated body."""
+def configured_ttl() -> timedelta:
+    """The running app's IDEMPOTENCY_TTL_SECONDS (default 24 h), for services."""
+    try:
+        return timedelta(seconds=setting("IDEMPOTENCY_TTL_SECONDS"))
+    except KeyError:  # an app configured without it
+        return DEFAULT_TTL
+
+
+def fingerprint(operation: str, target: int | str | None, payload: dict) -> str:
+    """sha256 of the operation, its target (a bill id; None for a create) and the
+    canonical JSON of the validated body."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{operation}:{bill_id}:{canonical}".encode()).hexdigest()
+    scope = "" if target is None else target
+    return hashlib.sha256(f"{operation}:{scope}:{canonical}".encode()).hexdigest()
+
+
+def canonical_body(data: Mapping[str, Any]) -> dict:
+    """The validated body without its absent (None) fields: omitting an optional field
+    and sending it as null are the same request."""
+    return {name: value for name, value in data.items() if value is not None}
 
 
 def _find(user_id: int, key: str) -> IdempotencyRecord | None:
@@ -184,4 +207,37 @@ def purge_after_commit(uow: UnitOfWork, claimed: ClaimedKey, *, ttl: timedelta) 
     def purge_expired_records(_: UnitOfWork) -> None:
         log.info("purged %d expired idempotency records", purge_expired(ttl=ttl))
 
-    uow.after_commit(purge_expired_records, key="billing.idempotency_purge")
+    uow.after_commit(purge_expired_records, key="core.idempotency_purge")
+
+
+def run_once(
+    operation: str,
+    target: int | str | None,
+    data: Mapping[str, Any],
+    *,
+    user_id: int,
+    key: str | None,
+    work: Callable[[UnitOfWork], dict],
+    status: int = 201,
+    ttl: timedelta | None = None,
+) -> StoredResponse:
+    """Run `work(uow)` (which returns the answer's JSON body) in one unit of work, at most
+    once per (user_id, key): with a key, the first request's answer is stored with the
+    work and replayed to every retry with the same body; another body under the key is
+    422. Without a key, just the unit of work. `ttl`: IDEMPOTENCY_TTL_SECONDS if None.
+
+    The key is claimed before `work` runs, so concurrent retries wait for the first
+    (PostgreSQL) or run after it (SQLite) and never do the work twice."""
+    with unit_of_work() as uow:
+        record = None
+        if key is not None:
+            ttl = ttl if ttl is not None else configured_ttl()
+            claimed = claim(user_id, key, fingerprint(operation, target, canonical_body(data)), ttl=ttl)
+            if isinstance(claimed, StoredResponse):
+                return claimed  # a replay wrote nothing: its unit of work just ends
+            record = claimed
+        body = work(uow)
+        if record is not None:
+            complete(record, status, body)
+            purge_after_commit(uow, record, ttl=ttl)
+    return StoredResponse(status, body)
