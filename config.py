@@ -79,6 +79,8 @@ class Config:
     SSE_MAX_CONNECTIONS_PER_ACCOUNT = _int("SSE_MAX_CONNECTIONS_PER_ACCOUNT", 10)
     SSE_HEARTBEAT_SECONDS = _int("SSE_HEARTBEAT_SECONDS", 15)
     SSE_RETRY_MS = _int("SSE_RETRY_MS", 3000)
+    # Streams of one patient's ticket (its own count: never a doctor's or an account's slot).
+    TICKET_STREAM_LIMIT = _int("TICKET_STREAM_LIMIT", 3)
 
     # flask-smorest / OpenAPI.
     API_TITLE = "HMS"

@@ -21,6 +21,7 @@ from hms.billing.routes import blp as billing
 from hms.cli import register_commands
 from hms.core.converters import IdConverter
 from hms.core.inputs import init_inputs
+from hms.core.requestid import init_request_id
 from hms.core.sessions import CookieSessionInterface
 from hms.errors import register_error_handlers
 from hms.extensions import api, cache, db, limiter, migrate
@@ -28,6 +29,7 @@ from hms.ops.routes import bp as ops
 from hms.patients.routes import blp as patients
 from hms.prescriptions.routes import blp as prescriptions
 from hms.queue.routes import blp as queue
+from hms.queue.ticket_routes import blp as tickets
 from hms.reference.routes import blp as reference
 from hms.staff.routes import blp as staff
 from hms.web.display import bp as display
@@ -42,6 +44,7 @@ def create_app(config: Config | str | None = None) -> Flask:
     app.session_interface = CookieSessionInterface()
     app.config.from_object(config if isinstance(config, Config) else get_config(config))
     _configure_logging(app)
+    init_request_id(app)  # before any other hook: every answer and log line carries it
     trust_proxies(app)
     _ensure_sqlite_folder(app)
     register_extensions(app)
@@ -54,7 +57,9 @@ def create_app(config: Config | str | None = None) -> Flask:
 
 def _configure_logging(app: Flask) -> None:
     if not app.debug and not app.testing:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+        )
         logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
@@ -104,7 +109,7 @@ def _limit_decorated_views_only(app: Flask, limiter) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    for blueprint in (auth, staff, reference, patients, appointments, queue, billing, prescriptions):
+    for blueprint in (auth, staff, reference, patients, appointments, queue, tickets, billing, prescriptions):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops)
     app.register_blueprint(web)

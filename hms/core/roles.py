@@ -42,6 +42,7 @@ MATRIX: Mapping[str, frozenset[str]] = MappingProxyType(
         "appointments.change_status": _roles(ADMIN, RECEPTION, DOCTOR),  # and "next"
         "prescriptions.write": _roles(DOCTOR),
         "appointments.read": _roles(ADMIN, RECEPTION, DOCTOR, CASHIER),  # and events, prescriptions
+        "appointments.ticket": _roles(ADMIN, RECEPTION),  # the patient's ticket link
         "bills.write": _roles(ADMIN, RECEPTION, DOCTOR, CASHIER),  # create bills, add items
         "bills.pay": _roles(ADMIN, RECEPTION, CASHIER),  # take payments
         "bills.refund": _roles(ADMIN),  # refunds, void a bill

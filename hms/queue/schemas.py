@@ -43,3 +43,35 @@ class QueueSnapshotSchema(ma.Schema):
     waiting_count = fields.Integer()
     in_consultation = fields.Nested(QueueEntrySchema, allow_none=True)
     entries = fields.List(fields.Nested(QueueEntrySchema))
+
+
+# --- the patient's ticket ---------------------------------------------------------------
+
+
+class TicketLinkSchema(ma.Schema):
+    url = fields.String(metadata={"description": "Absolute URL of the ticket page, /t/<ticket>."})
+    expires_at = fields.DateTime(metadata={"description": "The end of the appointment's day, clinic time."})
+
+
+class TicketDoctorSchema(ma.Schema):
+    name = fields.String()
+    room = fields.String(allow_none=True)
+
+
+class TicketPatientSchema(ma.Schema):
+    initials = fields.String(metadata={"description": 'e.g. "A.K."; never a name, MRN or phone'})
+
+
+class TicketSchema(ma.Schema):
+    token = fields.Integer()
+    priority = fields.String()
+    status = fields.String()
+    doctor = fields.Nested(TicketDoctorSchema)
+    queue_position = fields.Integer(
+        allow_none=True, metadata={"description": "null once the appointment left the line."}
+    )
+    estimated_wait_minutes = fields.Integer(allow_none=True)
+    now_serving_token = fields.Integer(
+        allow_none=True, metadata={"description": "The token in the room, null if the room is free."}
+    )
+    patient = fields.Nested(TicketPatientSchema)

@@ -34,13 +34,16 @@ def open_stream(
     limit: int | None,
     refused: str,
     also: tuple[tuple[Topic, int | None, str], ...] = (),
+    limit_topic: Topic | None = None,
 ) -> Stream:
     """Subscribe, read the current event, take a lease; the stream sends that event first.
 
     `read_first(day)` runs in the caller's request (its errors, e.g. NotFound, propagate).
     Over `limit` open streams of the topic: TooManyRequests(`refused`); None: the stream
     is counted in its topic but never refused there. `also`: more topics the stream is
-    counted in, each (topic, limit or None, refusal message); all checked atomically."""
+    counted in, each (topic, limit or None, refusal message); all checked atomically.
+    `limit_topic`: count the stream (under `limit`) in this topic instead of the broker
+    topic it listens to: a stream that follows a topic without taking one of its slots."""
     config = app.config
     heartbeat = float(config["SSE_HEARTBEAT_SECONDS"])
     broker = QueueBroker.get(app)
@@ -49,10 +52,11 @@ def open_stream(
     try:
         day = today()
         first = broker.memo.share((topic, day, variant), read_first(day))
-        claims = ((topic, limit), *((other, other_limit) for other, other_limit, _ in also))
+        counted = topic if limit_topic is None else limit_topic
+        claims = ((counted, limit), *((other, other_limit) for other, other_limit, _ in also))
         lease = slots.claim(claims, lease_ttl_seconds(heartbeat))
         if lease.refused_by is not None:
-            messages = {topic: refused, **{other: message for other, _, message in also}}
+            messages = {counted: refused, **{other: message for other, _, message in also}}
             raise TooManyRequests(messages[lease.refused_by], retry_after=max(1, round(heartbeat)))
     except BaseException:
         broker.unsubscribe(subscription)

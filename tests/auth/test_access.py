@@ -31,6 +31,7 @@ API_MATRIX = {
     "take payments": ({A, R, C}, set()),
     "refunds, void a bill": ({A}, set()),
     "queue snapshot and stream": ({A, R, D, C, S}, set()),
+    "the patient's ticket link": ({A, R}, set()),
     # Not rows of the matrix: reading bills (every staff role, like the other reads),
     # PATCH /api/staff/<id> ("admin; a doctor may set their own is_available"), and what
     # every account may do.
@@ -97,6 +98,7 @@ ROUTES = {
     ("GET", "/api/queue/<id:doctor_id>/stream"): "queue snapshot and stream",
     ("GET", "/display/<id:doctor_id>"): "queue snapshot and stream",
     ("GET", "/display"): "queue snapshot and stream",
+    ("GET", "/api/appointments/<id:appointment_id>/ticket"): "the patient's ticket link",
     ("GET", "/api/bills"): "read bills",
     ("POST", "/api/bills"): "create bills, add items",
     ("GET", "/api/bills/<id:bill_id>"): "read bills",
@@ -124,6 +126,8 @@ PUBLIC_ROUTES = {
     ("POST", "/login"),
     ("POST", "/logout"),
     ("GET", "/static/<path:filename>"),
+    ("GET", "/api/tickets/<ticket>"),
+    ("GET", "/api/tickets/<ticket>/stream"),
 }
 
 
