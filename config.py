@@ -106,6 +106,8 @@ class Config:
         # The country calling code a phone typed without "+" belongs to (digits, no "+"):
         # 91 (India) by default, the demo data's numbers; stored phones are E.164.
         self.CLINIC_COUNTRY_CODE = os.environ.get("CLINIC_COUNTRY_CODE", "91").strip().lstrip("+")
+        # The clinic's name on every screen, the waiting-room display and the printouts.
+        self.CLINIC_NAME = os.environ.get("CLINIC_NAME", "HMS Clinic")
         # Lifetime of a page session (a shared clinic PC): from sign-in, not from last use.
         self.SESSION_HOURS = float(os.environ.get("SESSION_HOURS", "12"))
         self.PERMANENT_SESSION_LIFETIME = timedelta(hours=self.SESSION_HOURS)

@@ -35,6 +35,7 @@ from hms.staff.routes import blp as staff
 from hms.web.display import bp as display
 from hms.web.doctor import bp as doctor_screen
 from hms.web.prints import bp as prints
+from hms.web.reception import bp as reception
 from hms.web.routes import bp as web
 
 
@@ -113,5 +114,6 @@ def register_blueprints(app: Flask) -> None:
         api.register_blueprint(blueprint)
     app.register_blueprint(ops)
     app.register_blueprint(web)
+    app.register_blueprint(reception)
     for page_blueprint in (display, doctor_screen, prints):
         app.register_blueprint(page_blueprint)

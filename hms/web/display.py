@@ -12,12 +12,13 @@ doctor whose stream is down.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import Blueprint, render_template, request, url_for
 
 from hms.core.access import page
 from hms.core.settings import setting
 from hms.errors import NotFound
 from hms.queue import service as queue
+from hms.staff.service import list_doctors
 
 bp = Blueprint("display", __name__, template_folder="templates")
 MAX_ID = 2**31 - 1
@@ -46,22 +47,33 @@ def several():
     example = "/display?doctors=1,2,3"
     if not raw:
         return _refused(f"Choose the doctors to show: add their numbers to the address, e.g. {example}.", 400)
+    limit = _max_doctors()
+    if raw == "all":  # every active doctor, by name (the home page's "All doctors")
+        doctors = list_doctors(page=1, limit=limit + 1)["data"]
+        if len(doctors) > limit:
+            return _too_many(limit)
+        return _render([doctor["id"] for doctor in doctors])
     parts = [part.strip() for part in raw.split(",") if part.strip()]
     if not all(part.isdigit() and 0 < int(part) <= MAX_ID for part in parts[:100]) or len(parts) > 100:
         return _refused(f"Doctors are given by their numbers separated by commas, e.g. {example}.", 400)
     doctor_ids = list(dict.fromkeys(int(part) for part in parts))
-    limit = _max_doctors()
     if len(doctor_ids) > limit:
-        return _refused(
-            f"One screen shows at most {limit} doctors (each doctor's live queue uses one of this"
-            f" account's {setting('SSE_MAX_CONNECTIONS_PER_ACCOUNT')} live connections):"
-            " split them over two screens.",
-            400,
-        )
+        return _too_many(limit)
     return _render(doctor_ids)
 
 
+def _too_many(limit: int):
+    return _refused(
+        f"One screen shows at most {limit} doctors (each doctor's live queue uses one of this"
+        f" account's {setting('SSE_MAX_CONNECTIONS_PER_ACCOUNT')} live connections): list the"
+        " doctors to show, e.g. /display?doctors=1,2,3, and split them over two screens.",
+        400,
+    )
+
+
 def _render(doctor_ids: list[int]):
+    if not doctor_ids:
+        return _refused("There are no doctors yet: ask the administrator to add them.", 404)
     snapshots = []
     for doctor_id in doctor_ids:
         try:
@@ -77,7 +89,7 @@ def _render(doctor_ids: list[int]):
     ]
     return render_template(
         "display.html",
-        clinic=current_app.config.get("CLINIC_NAME") or "HMS",
+        clinic=setting("CLINIC_NAME"),
         panels=panels,
         snapshots=snapshots,
         shown=6 if len(panels) <= 2 else 5 if len(panels) <= 4 else 3,

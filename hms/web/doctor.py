@@ -16,27 +16,24 @@ room, so a double click cannot complete the patient it just called.
 
 from __future__ import annotations
 
-import secrets
-
-from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 
 from hms.appointments.models import COMPLETED, NO_SHOW, WAITING
 from hms.appointments.queries import get_appointment, list_patient_appointments
 from hms.appointments.service import change_status
-from hms.billing import idempotency
-from hms.billing.idempotency import StoredResponse
 from hms.billing.service import patient_due_bills
 from hms.core.access import current_identity, page
+from hms.core.idempotency import run_once
 from hms.core.roles import DOCTOR
+from hms.core.settings import setting
 from hms.core.time import clinic_today
-from hms.core.uow import unit_of_work
 from hms.errors import Conflict, Forbidden, HMSError, InvalidState, NotFound, ValidationFailed
 from hms.prescriptions.service import appointment_prescriptions, create_prescription, patient_prescriptions
 from hms.queue import service as queue
 from hms.reference.service import RESOURCES, get_item, list_items
 from hms.staff.service import doctor_profile, list_doctors
+from hms.web.forms import csrf_ok, form_key, posted_key
 from hms.web.prescription_form import Line, PrescriptionForm, read_prescription, service_error_words
-from hms.web.routes import _csrf_ok
 
 bp = Blueprint("doctor", __name__, template_folder="templates")
 
@@ -56,8 +53,7 @@ SCREEN_STATUSES = {
 
 
 def clinic_name() -> str:
-    """CLINIC_NAME (the web foundation's setting), "HMS" until it is set."""
-    return current_app.config.get("CLINIC_NAME") or "HMS"
+    return setting("CLINIC_NAME")
 
 
 # --- choosing the doctor ------------------------------------------------------------------
@@ -135,7 +131,7 @@ def _room_context(
         "instructions": [],
         "form": form or PrescriptionForm(lines=[Line()]),
         "form_error": error,
-        "idempotency_key": secrets.token_urlsafe(24),
+        "idempotency_key": form_key(),
     }
     if in_room is None:
         return context
@@ -211,7 +207,7 @@ def _back(doctor_id: int, **params):
 @page("appointments.change_status")
 def call_next(doctor_id: int):
     """**Call next**: complete the patient in the room (if any) and call the next one."""
-    if not _csrf_ok():
+    if not csrf_ok():
         return _render_screen(_screen_doctor(doctor_id), error=FORM_EXPIRED, status=400)
     snapshot = queue.get_snapshot(doctor_id, clinic_today()).data()
     seen = request.form.get("in_room", "")
@@ -253,7 +249,7 @@ def set_status(appointment_id: int):
     """**Complete**, **Send back to queue** and **No-show**."""
     identity = current_identity()
     doctor_id = _doctor_from_form(identity)
-    if not _csrf_ok():
+    if not csrf_ok():
         return _render_screen(doctor_id, error=FORM_EXPIRED, status=400)
     status = request.form.get("status", "")
     if status not in SCREEN_STATUSES:
@@ -286,11 +282,11 @@ def _doctor_from_form(identity) -> int | None:
 def prescribe(appointment_id: int):
     """Save the **Prescription** (once per rendered form: its idempotency key)."""
     identity = current_identity()
-    if not _csrf_ok():
+    if not csrf_ok():
         return _render_screen(identity.id, error=FORM_EXPIRED, status=400)
-    key = request.form.get("idempotency_key", "")
+    key = posted_key()
     form = read_prescription(request.form)
-    if not 16 <= len(key) <= 255 or not key.isascii():
+    if key is None:
         form.errors.append(FORM_EXPIRED)
     if form.errors:
         return _render_screen(identity.id, form=form, error=" ".join(form.errors), status=422)
@@ -313,19 +309,19 @@ def prescribe(appointment_id: int):
 
 
 def _write_once(appointment_id: int, data: dict, key: str) -> int:
-    """Claim the form's key and write the prescription in one transaction; a replay of
-    the key answers the first prescription's id and writes nothing."""
+    """Claim the form's key and write the prescription in one transaction (the service's
+    unit of work joins it); a replay of the key answers the first prescription's id and
+    writes nothing, another prescription under the same key is refused (422)."""
     identity = current_identity()
-    ttl = idempotency.ttl_from(current_app.config)
-    with unit_of_work():
-        claimed = idempotency.claim(
-            identity.id, key, idempotency.fingerprint("prescription", appointment_id, data), ttl=ttl
-        )
-        if isinstance(claimed, StoredResponse):
-            return int(claimed.body["prescription_id"])
-        written = create_prescription(appointment_id, data, identity)  # joins this unit of work
-        idempotency.complete(claimed, 201, {"prescription_id": written.id})
-    return written.id
+    answer = run_once(
+        "prescription",
+        appointment_id,
+        data,
+        user_id=identity.id,
+        key=key,
+        work=lambda _: {"prescription_id": create_prescription(appointment_id, data, identity).id},
+    )
+    return int(answer.body["prescription_id"])
 
 
 @bp.route("/doctor/medicines")

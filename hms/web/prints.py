@@ -6,9 +6,10 @@ prints it. Roles as reading prescriptions (API.md: admin, reception, doctor, cas
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, render_template
 
 from hms.core.access import page
+from hms.core.settings import setting
 from hms.patients.service import age_of, get_patient
 from hms.prescriptions.service import get_prescription
 from hms.staff.service import doctor_profile
@@ -25,7 +26,7 @@ def prescription(prescription_id: int):
     doctor = doctor_profile(written.doctor_id) or {"name": "", "room": None}
     return render_template(
         "prescription_print.html",
-        clinic=current_app.config.get("CLINIC_NAME") or "HMS",
+        clinic=setting("CLINIC_NAME"),
         prescription=written,
         patient=patient,
         age=age_of(patient),

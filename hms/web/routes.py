@@ -1,34 +1,59 @@
-"""Server-rendered pages: the session-cookie login and the home page (the waiting-room
-display is hms.web.display)."""
+"""Server-rendered pages: the session-cookie login and `/` (each role to its screen).
+The shared page helpers (CSRF, idempotency keys, errors in the clinic's words) are in
+hms.web.forms; the header's screen links in SCREENS below. The waiting-room display is
+hms.web.display."""
 
 from __future__ import annotations
 
-import hmac
-import secrets
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session, url_for
+from werkzeug.exceptions import HTTPException
 
 from hms.auth import service
-from hms.core.access import page, public
+from hms.core.access import current_identity, page, public
+from hms.core.roles import ADMIN, CASHIER, DISPLAY, DOCTOR, RECEPTION, may
+from hms.core.settings import setting
 from hms.errors import TooManyRequests, Unauthorized
+from hms.staff.service import list_doctors
+from hms.web.forms import FORM_EXPIRED, csrf_ok, csrf_token, form_key
 
 bp = Blueprint("web", __name__, template_folder="templates")
-FORM_EXPIRED = "This form has expired; please try again."
+
+# The staff screens, in the header's order: (path, label, the action that opens it). A
+# screen shows in the header when its route exists (the screens arrive one branch at a
+# time) and the signed-in role may do its action.
+SCREENS: tuple[tuple[str, str, str], ...] = (
+    ("/reception", "Reception", "appointments.book"),
+    ("/doctor", "Doctor", "prescriptions.write"),
+    ("/cashier", "Cashier", "bills.pay"),
+    ("/admin", "Admin", "staff.manage"),
+    ("/", "Home", "signed_in"),
+)
+# Where `/` sends each role (its own screen); a role not listed, or whose screen is not
+# built yet, gets the index of the screens it may use.
+HOME_SCREEN = {RECEPTION: "/reception", DOCTOR: "/doctor", CASHIER: "/cashier"}
+_DOCTOR_SCREEN_ROLES = {DOCTOR, ADMIN}
 
 
-def csrf_token() -> str:
-    """The session's CSRF token, for the forms of the pages (made on first use)."""
-    token = session.get("csrf")
-    if not isinstance(token, str):
-        token = session["csrf"] = secrets.token_urlsafe(32)
-    return token
+def _route_exists(path: str, method: str = "GET") -> bool:
+    adapter = current_app.url_map.bind("localhost")
+    try:
+        adapter.match(path, method=method)
+    except HTTPException:
+        return False
+    return True
 
 
-def _csrf_ok() -> bool:
-    """The form posted the session's own CSRF token (a cross-site form cannot know it)."""
-    expected, sent = session.get("csrf"), request.form.get("csrf_token", "")
-    return isinstance(expected, str) and hmac.compare_digest(expected.encode(), sent.encode())
+def screens_for(role: str) -> list[tuple[str, str]]:
+    """(path, label) of the screens this role may open, in the header's order."""
+    shown = []
+    for path, label, action in SCREENS:
+        if path == "/doctor" and role in _DOCTOR_SCREEN_ROLES and _route_exists(path):
+            shown.append((path, label))  # the admin's doctor picker; the matrix row is doctors only
+        elif may(role, action) and _route_exists(path):
+            shown.append((path, label))
+    return shown
 
 
 # Pages run HMS's own scripts and styles only (static files: no inline code, no CDN) and
@@ -51,7 +76,14 @@ def _security_headers(response: Response) -> Response:
 
 @bp.app_context_processor
 def _template_helpers() -> dict:
-    return {"csrf_token": csrf_token}
+    identity = g.get("identity")
+    return {
+        "csrf_token": csrf_token,
+        "form_key": form_key,
+        "clinic_name": setting("CLINIC_NAME"),
+        "me": identity,
+        "screens": screens_for(identity.role) if identity is not None else [],
+    }
 
 
 def _safe_next(target: str | None) -> str:
@@ -67,7 +99,7 @@ def _safe_next(target: str | None) -> str:
 def login():
     error = None
     status, headers = 200, {}
-    if request.method == "POST" and not _csrf_ok():
+    if request.method == "POST" and not csrf_ok():
         error, status = FORM_EXPIRED, 400
     elif request.method == "POST":
         username = request.form.get("username", "")[:64]
@@ -89,7 +121,7 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @public
 def logout():
-    if not _csrf_ok():
+    if not csrf_ok():
         return render_template("login.html", error=FORM_EXPIRED, next=""), 400
     service.end_session(session)
     session.clear()
@@ -99,4 +131,17 @@ def logout():
 @bp.route("/")
 @page("signed_in")
 def home():
-    return render_template("home.html")
+    """Each role to its own screen; admin, display (and a role whose screen is not built
+    yet) get an index: the screens they may use and a waiting-room display per doctor."""
+    role = current_identity().role
+    target = HOME_SCREEN.get(role)
+    if target is not None and _route_exists(target):
+        return redirect(target)
+    doctors = list_doctors(page=1, limit=100)["data"] if may(role, "queue.read") else []
+    return render_template(
+        "home.html",
+        doctors=doctors,
+        several_displays=_route_exists("/display"),
+        role_screens=[screen for screen in screens_for(role) if screen[0] != "/"],
+        display_only=role == DISPLAY,
+    )

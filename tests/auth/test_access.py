@@ -77,6 +77,7 @@ ROUTES = {
     },
     ("GET", "/api/patients"): "read / search patients",
     ("POST", "/api/patients"): "create / update patients",
+    ("GET", "/api/patients/duplicates"): "read / search patients",
     ("GET", "/api/patients/<id:patient_id>"): "read / search patients",
     ("PATCH", "/api/patients/<id:patient_id>"): "create / update patients",
     ("GET", "/api/patients/<id:patient_id>/appointments"): "read appointments, events, prescriptions",
@@ -115,6 +116,14 @@ ROUTES = {
     ("POST", "/doctor/appointments/<id:appointment_id>/prescriptions"): "write prescriptions",
     ("GET", "/doctor/medicines"): "read reference data, doctors",
     ("GET", "/prescriptions/<id:prescription_id>/print"): "read appointments, events, prescriptions",
+    # The front desk (hms/web/reception.py): reception and admin, as booking.
+    ("GET", "/reception"): "book appointments",
+    ("GET", "/reception/patients"): "book appointments",
+    ("POST", "/reception/patients"): "create / update patients",
+    ("POST", "/reception/appointments"): "book appointments",
+    ("POST", "/reception/appointments/<id:appointment_id>/status"): "book appointments",
+    ("GET", "/reception/no-shows"): "book appointments",
+    ("GET", "/reception/slip/<id:appointment_id>"): "book appointments",
 }
 PUBLIC_ROUTES = {
     ("POST", "/api/auth/token"),
@@ -225,6 +234,7 @@ def test_a_new_role_gets_what_it_is_granted(app, with_nurse, as_role, admin):
         ("GET", "/api/auth/me"),
         ("GET", "/"),
         ("GET", "/api/patients"),
+        ("GET", "/api/patients/duplicates"),
         ("GET", "/api/patients/<id:patient_id>"),
     }
     patient = admin.post("/api/patients", json={"name": "Asha Rao", "gender": "female", "age": 40})

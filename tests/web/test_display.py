@@ -144,31 +144,26 @@ def test_a_disabled_display_account_is_sent_back_to_login(app, client, make_user
 # --- several doctors on one screen --------------------------------------------------------
 
 
-def test_several_doctors_side_by_side_masked_with_clinic_name(app, client, reception, make_user):
-    app.config["CLINIC_NAME"] = "Sunrise Clinic"
-    try:
-        doctors = [make_user("doctor", name=f"Doctor {n}") for n in "ABC"]
-        for doctor, name in zip(doctors, ("Asha Kumar", "Ravi Shankar", "Uma Iyer"), strict=True):
-            assert (
-                reception.post(
-                    "/api/appointments", json=booking(make_patient(app, name), doctor.id)
-                ).status_code
-                == 201
-            )
-        sign_in(client, make_user, "reception")  # a role that sees names elsewhere: masked here
-        ids = ",".join(str(d.id) for d in doctors)
-        res = client.get(f"/display?doctors={ids},{doctors[0].id}")  # a repeat shows once
-        assert res.status_code == 200
-        html = res.get_data(as_text=True)
-        assert "Sunrise Clinic" in html
-        assert [s["doctor"]["name"] for s in initial_snapshots(html)] == ["Doctor A", "Doctor B", "Doctor C"]
-        assert html.count('class="panel-doctor"') == 3
-        for doctor in doctors:
-            assert f'data-stream-url="/api/queue/{doctor.id}/stream"' in html
-        assert "Asha" not in html and "Ravi" not in html and "Uma" not in html and "RT0" not in html
-        assert ">Turn on sound</button>" in html
-    finally:
-        app.config.pop("CLINIC_NAME", None)
+def test_several_doctors_side_by_side_masked_with_clinic_name(app, client, reception, make_user, monkeypatch):
+    monkeypatch.setitem(app.config, "CLINIC_NAME", "Sunrise Clinic")
+    doctors = [make_user("doctor", name=f"Doctor {n}") for n in "ABC"]
+    for doctor, name in zip(doctors, ("Asha Kumar", "Ravi Shankar", "Uma Iyer"), strict=True):
+        assert (
+            reception.post("/api/appointments", json=booking(make_patient(app, name), doctor.id)).status_code
+            == 201
+        )
+    sign_in(client, make_user, "reception")  # a role that sees names elsewhere: masked here
+    ids = ",".join(str(d.id) for d in doctors)
+    res = client.get(f"/display?doctors={ids},{doctors[0].id}")  # a repeat shows once
+    assert res.status_code == 200
+    html = res.get_data(as_text=True)
+    assert "Sunrise Clinic" in html
+    assert [s["doctor"]["name"] for s in initial_snapshots(html)] == ["Doctor A", "Doctor B", "Doctor C"]
+    assert html.count('class="panel-doctor"') == 3
+    for doctor in doctors:
+        assert f'data-stream-url="/api/queue/{doctor.id}/stream"' in html
+    assert "Asha" not in html and "Ravi" not in html and "Uma" not in html and "RT0" not in html
+    assert ">Turn on sound</button>" in html
 
 
 def test_the_display_script_chimes_flashes_and_shows_the_room(client, make_user):
@@ -208,3 +203,11 @@ def test_at_most_ten_doctors_on_one_screen(client, make_user):
     res = client.get(f"/display?doctors={','.join(ids)}")
     assert res.status_code == 400
     assert "at most 10 doctors" in res.get_data(as_text=True)
+    assert client.get("/display?doctors=all").status_code == 400  # 11 doctors
+
+
+def test_all_doctors(client, make_user):
+    doctors = [make_user("doctor", name=f"Doctor {n}") for n in "BA"]
+    sign_in(client, make_user)
+    html = client.get("/display?doctors=all").get_data(as_text=True)
+    assert [s["doctor"]["id"] for s in initial_snapshots(html)] == [doctors[1].id, doctors[0].id]

@@ -56,17 +56,17 @@ def test_a_session_older_than_session_hours_is_refused_by_the_server(app, client
 def test_a_cookie_replayed_after_sign_out_is_refused(app, client, make_user):
     user = make_user("reception", password="pw-123456")
     form_login(client, user.username, "pw-123456")
-    assert client.get("/").status_code == 200
+    assert client.get("/reception").status_code == 200
     stolen = session_cookie(client)
-    res = client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    res = client.post("/logout", data={"csrf_token": csrf_token(client, "/reception")})
     assert res.status_code == 302 and res.headers["Location"] == "/login"
-    assert client.get("/").status_code == 302
+    assert client.get("/reception").status_code == 302
     client.set_cookie(COOKIE, stolen)  # the old cookie, as an attacker kept it
-    assert client.get("/").status_code == 302
+    assert client.get("/reception").status_code == 302
     assert client.get("/api/auth/me").status_code == 401
     # Signing in again works, with a new session.
     assert form_login(client, user.username, "pw-123456").status_code == 302
-    assert client.get("/").status_code == 200
+    assert client.get("/reception").status_code == 200
 
 
 def test_sign_out_ends_only_that_session(app, make_user):
