@@ -37,6 +37,7 @@ from hms.web.doctor import bp as doctor_screen
 from hms.web.prints import bp as prints
 from hms.web.reception import bp as reception
 from hms.web.routes import bp as web
+from hms.web.ticket import bp as ticket_page
 
 
 def create_app(config: Config | str | None = None) -> Flask:
@@ -115,5 +116,5 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(ops)
     app.register_blueprint(web)
     app.register_blueprint(reception)
-    for page_blueprint in (display, doctor_screen, prints):
+    for page_blueprint in (display, doctor_screen, prints, ticket_page):
         app.register_blueprint(page_blueprint)

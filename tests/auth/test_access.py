@@ -135,6 +135,7 @@ PUBLIC_ROUTES = {
     ("POST", "/login"),
     ("POST", "/logout"),
     ("GET", "/static/<path:filename>"),
+    ("GET", "/t/<ticket>"),
     ("GET", "/api/tickets/<ticket>"),
     ("GET", "/api/tickets/<ticket>/stream"),
 }
