@@ -479,3 +479,31 @@ def test_the_room_panel_and_the_screen_take_a_fixed_number_of_statements(
     assert many == few
     assert "and 3 more" in html  # 8 bills due, 5 shown
     assert "and 2 earlier" in html  # 7 past visits, 5 shown
+
+
+def test_an_admin_runs_any_doctors_room_but_does_not_prescribe(client, clinic, make_user, admin):
+    doctor = clinic["doctor"]
+    sign_in(client, make_user("admin", password=PASSWORD))
+    html = client.get(f"/doctor?doctor={doctor.id}").get_data(as_text=True)
+    res = client.post(f"/doctor/{doctor.id}/next", data={"csrf_token": page_csrf(html), "in_room": ""})
+    assert res.status_code == 302 and f"doctor={doctor.id}" in res.headers["Location"]
+    html = client.get(res.headers["Location"]).get_data(as_text=True)
+    assert "Asha Kumar" in html.split('id="room"', 1)[1]
+    assert "Only the patient's own doctor writes the prescription." in html
+    assert 'id="prescription-form"' not in html
+    appointment_id = clinic["bookings"][0]["id"]
+    res = client.post(
+        f"/doctor/appointments/{appointment_id}/status",
+        data={"csrf_token": page_csrf(html), "status": "COMPLETED", "doctor_id": str(doctor.id)},
+    )
+    assert res.status_code == 302 and f"doctor={doctor.id}" in res.headers["Location"]
+    assert admin.get(f"/api/appointments/{appointment_id}").get_json()["status"] == "COMPLETED"
+    # The prescription route is the doctor's alone (API.md: write prescriptions).
+    assert client.post(f"/doctor/appointments/{appointment_id}/prescriptions", data={}).status_code == 403
+
+
+def test_the_screen_script_follows_the_stream_and_says_when_it_is_down(client, clinic):
+    sign_in(client, clinic["doctor"])
+    script = client.get("/static/doctor.js").get_data(as_text=True)
+    assert "new EventSource" in script and "Reconnecting…" in script
+    assert 'case "KeyN"' in script and 'case "KeyC"' in script
