@@ -12,6 +12,7 @@ rows it added; create-user never prints the password.
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import date, timedelta
 from decimal import Decimal
@@ -292,6 +293,7 @@ def _seed_accounts(doctors: int) -> int:
     for number in range(1, doctors + 1):
         first = (MALE_NAMES + FEMALE_NAMES)[(number * 7) % (len(MALE_NAMES) + len(FEMALE_NAMES))]
         wanted.append((f"doctor{number}", DOCTOR, f"Dr. {first} {SURNAMES[number % len(SURNAMES)]}", {}))
+    rooms = itertools.count(1)
     for index, (_username, role, _name, fields) in enumerate(wanted):
         if role == DOCTOR:
             slot = index % len(DEPARTMENTS)
@@ -300,6 +302,7 @@ def _seed_accounts(doctors: int) -> int:
                 specialization_id=specializations.get(SPECIALIZATIONS[slot]),
                 consultation_fee=Decimal(300 + 100 * (index % 5)),
                 hospital_fee=Decimal(50 + 25 * (index % 3)),
+                room=f"Room {next(rooms)}",  # the `doctor` account Room 1, doctor1 Room 2...
             )
     missing = set(_missing(User, User.username, [w[0] for w in wanted]))
     hashes: dict[str, str] = {}  # one hash per demo password, shared by its demo accounts

@@ -127,6 +127,8 @@ def test_seed_demo_twice_adds_nothing_the_second_time(app, cli, client):
         doctors = db.session.scalars(select(User).where(User.role == "doctor")).all()
         assert {d.username for d in doctors} == {"doctor", "doctor1", "doctor2", "doctor3"}
         assert all(d.department_id and d.specialization_id and d.consultation_fee > 0 for d in doctors)
+        rooms = {d.username: d.room for d in doctors}
+        assert rooms == {"doctor": "Room 1", "doctor1": "Room 2", "doctor2": "Room 3", "doctor3": "Room 4"}
         categories = set(db.session.scalars(select(Category.name)))
         assert {"Consultation", "Hospital fee", "Laboratory", "Pharmacy"} <= categories
         db.session.remove()
@@ -158,6 +160,17 @@ def test_seed_demo_patients_are_valid_and_searchable(app, cli, reception):
     some = page["data"][0]
     found = reception.get("/api/patients", query_string={"q": some["name"].split()[0]}).get_json()
     assert some["id"] in [p["id"] for p in found["data"]]
+    # By the phone, without and with its country code.
+    with_phone = next(p for p in page["data"] if p["phone"])
+    for q in (with_phone["phone"][3:8], "+91 " + with_phone["phone"][3:8]):
+        found = reception.get("/api/patients", query_string={"q": q}).get_json()
+        assert with_phone["id"] in [p["id"] for p in found["data"]], q
+
+
+def test_seed_demo_medicines_are_found_by_their_generic_name(app, cli, reception):
+    seed(cli, "--patients", "0", "--doctors", "0")
+    found = reception.get("/api/medicines", query_string={"q": "paracetamol"}).get_json()
+    assert {m["name"] for m in found["data"]} == {"Crocin", "Dolo 650"}
 
 
 def test_seed_demo_if_empty(app, cli, make_user):

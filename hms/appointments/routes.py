@@ -1,5 +1,10 @@
-"""HTTP routes of the appointments domain: booking, status changes and reads."""
+"""HTTP routes of the appointments domain: booking, status changes and reads.
 
+POST /api/appointments takes an `Idempotency-Key` header (hms.core.idempotency): a retry
+with the same key and body answers the first booking, marked with
+`Idempotent-Replayed: true`, and books nothing new."""
+
+from flask import jsonify
 from flask.views import MethodView
 
 from hms.appointments import queries, service
@@ -15,7 +20,8 @@ from hms.appointments.schemas import (
 )
 from hms.core.access import allow, current_identity
 from hms.core.blueprint import Blueprint
-from hms.core.fields import PageQuery
+from hms.core.fields import IdempotencyHeaderSchema, PageQuery
+from hms.core.idempotency import StoredResponse
 
 blp = Blueprint("appointments", __name__, url_prefix="/api", description="Appointments")
 
@@ -39,6 +45,11 @@ STATUS_RULES = (
 LIST_RULES = "Newest first: appointment_date descending, then booking time descending."
 
 
+def _answer(result: StoredResponse):
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    return jsonify(result.body), result.status, headers
+
+
 @blp.route("/appointments")
 class AppointmentsResource(MethodView):
     @allow("appointments.read")
@@ -54,12 +65,18 @@ class AppointmentsResource(MethodView):
 
     @allow("appointments.book")
     @blp.doc(description=BOOKING_RULES)
+    @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.arguments(BookingSchema)
     @blp.response(201, BookedAppointmentSchema)
     @blp.alt_response(409, description="Doctor not available")
-    def post(self, data):
-        """Book an appointment: a token in the doctor's queue and the consultation bill"""
-        return service.book_appointment(data, current_identity())
+    @blp.alt_response(
+        422, description="Invalid input, unknown patient or doctor, or a reused Idempotency-Key"
+    )
+    def post(self, headers, data):
+        """Book an appointment: a token in the doctor's queue and the consultation bill
+        (Idempotency-Key makes retries safe)"""
+        key = headers.get("idempotency_key")
+        return _answer(service.book_appointment_once(data, current_identity(), key))
 
 
 @blp.route("/appointments/<id:appointment_id>")

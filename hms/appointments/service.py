@@ -16,8 +16,10 @@ from decimal import Decimal
 from sqlalchemy import bindparam, select
 
 from hms.appointments.models import WAITING
+from hms.appointments.schemas import BookedAppointmentSchema
 from hms.auth.service import Identity
 from hms.billing.ledger import LineItem, open_bill
+from hms.core.idempotency import StoredResponse, run_once
 from hms.core.roles import own_records_only
 from hms.core.time import clinic_today, utcnow
 from hms.core.uow import unit_of_work
@@ -105,6 +107,28 @@ def book_appointment(data: dict, identity: Identity) -> dict:
         "exit_time": None,
     }
     return {**{name: booked[name] for name in APPOINTMENT_COLUMNS}, "bill_id": bill_id}
+
+
+_BOOKED_SCHEMA = BookedAppointmentSchema()
+
+
+def book_appointment_once(data: dict, identity: Identity, idempotency_key: str | None) -> StoredResponse:
+    """Book an appointment, at most once per Idempotency-Key of the caller's account: the
+    same key with the same `data` answers the first booking (replayed=True) and books
+    nothing (no second token, bill or event); another body under the key is 422. Without
+    a key, a plain booking. The answer's body is the booking's JSON as POST
+    /api/appointments answers it, status 201.
+
+    The key is claimed first, in the booking's own transaction: a retry racing the
+    first waits for it (PostgreSQL) and answers its result."""
+    return run_once(
+        "appointment.book",
+        None,
+        data,
+        user_id=identity.id,
+        key=idempotency_key,
+        work=lambda _uow: _BOOKED_SCHEMA.dump(book_appointment(data, identity)),
+    )
 
 
 def _fee(value: str | None) -> Decimal:

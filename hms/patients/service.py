@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from datetime import date
+from datetime import MAXYEAR, MINYEAR, date
 from difflib import SequenceMatcher
 
 from sqlalchemy import Select, and_, func, insert, or_, select, text
@@ -265,8 +265,9 @@ def _same_birth_year(one: tuple[int, bool], other: tuple[int, bool]) -> bool:
 def _birth_year_window(year: int, today: date):
     """Rows whose birth year may be `year` +- 1, from their date of birth or their age
     (a filter on the rows the name index found, not an index of its own)."""
+    first, last = date(max(year - 1, MINYEAR), 1, 1), date(min(year + 1, MAXYEAR), 12, 31)
     return or_(
-        and_(Patient.date_of_birth >= date(year - 1, 1, 1), Patient.date_of_birth <= date(year + 1, 12, 31)),
+        and_(Patient.date_of_birth >= first, Patient.date_of_birth <= last),
         and_(
             Patient.date_of_birth.is_(None),
             Patient.age >= today.year - year - 1,

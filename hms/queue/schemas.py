@@ -34,6 +34,9 @@ class QueueEntrySchema(ma.Schema):
 class QueueDoctorSchema(ma.Schema):
     id = fields.Integer()
     name = fields.String()
+    room = fields.String(
+        allow_none=True, metadata={"description": 'Where the doctor sees patients ("Room 4"), or null.'}
+    )
 
 
 class QueueSnapshotSchema(ma.Schema):

@@ -111,6 +111,7 @@ _a, _q, _p, _u = Appointment.__table__, QueueDay.__table__, Patient.__table__, U
 _SNAPSHOT_ROWS = (
     select(
         _u.c.name.label("doctor_name"),
+        _u.c.room.label("doctor_room"),
         _q.c.version,
         _a.c.id,
         _a.c.token,
@@ -180,17 +181,18 @@ def build_snapshot(doctor_id: int, queue_date: date) -> Snapshot:
         }
         for row, wait in zip(active, waits, strict=True)
     ]
-    full = _snapshot_dict(doctor_id, rows[0].doctor_name, queue_date, version, entries)
+    doctor = {"id": doctor_id, "name": rows[0].doctor_name, "room": rows[0].doctor_room}
+    full = _snapshot_dict(doctor, queue_date, version, entries)
     masked_entries = [
         {**entry, "patient": {"initials": initials(entry["patient"]["name"])}} for entry in entries
     ]
-    masked = _snapshot_dict(doctor_id, rows[0].doctor_name, queue_date, version, masked_entries)
+    masked = _snapshot_dict(doctor, queue_date, version, masked_entries)
     return Snapshot(doctor_id, queue_date.isoformat(), version, _encode(full), _encode(masked))
 
 
-def _snapshot_dict(doctor_id: int, doctor_name: str, queue_date: date, version: int, entries: list) -> dict:
+def _snapshot_dict(doctor: dict, queue_date: date, version: int, entries: list) -> dict:
     return {
-        "doctor": {"id": doctor_id, "name": doctor_name},
+        "doctor": doctor,
         "date": queue_date.isoformat(),
         "version": version,
         "waiting_count": sum(1 for entry in entries if entry["status"] == WAITING),

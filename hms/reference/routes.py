@@ -59,7 +59,13 @@ def register(resource: Resource) -> None:
             service.delete_item(resource, item_id)
 
     # The OpenAPI summaries name the resource.
-    Collection.get.__doc__ = f"List {plural} by {resource.search_column} (?q= searches it)"
+    if resource.folded_search:
+        Collection.get.__doc__ = (
+            f"List {plural} by {resource.search_column} (?q= searches part of the name or the "
+            "generic name, accents and case ignored)"
+        )
+    else:
+        Collection.get.__doc__ = f"List {plural} by {resource.search_column} (?q= searches it)"
     Collection.post.__doc__ = f"Create a {label}"
     Item.get.__doc__ = f"One {label}"
     Item.patch.__doc__ = f"Change a {label}"

@@ -2,7 +2,9 @@
 
 `RESOURCES` is the registry: each entry names the model, the fields a client may set,
 the column searched by ?q= and used for ordering, and the columns that make a row a
-duplicate. Schemas and routes are generated from the same entries.
+duplicate. Schemas and routes are generated from the same entries. Medicines are
+searched on a folded column instead (brand and generic name, accents and case ignored:
+"paracetamol" finds Crocin and Dolo 650), kept in step by the model.
 
 Reads are cached (REFERENCE_CACHE_SECONDS) as plain dicts, per item and for the first
 page of each list without ?q= (one key per page size at most), under keys tagged with
@@ -25,6 +27,7 @@ from sqlalchemy import func, select
 from hms.core.cache import bump_generation, cached, generation
 from hms.core.pagination import paginate
 from hms.core.settings import setting
+from hms.core.text import fold
 from hms.core.uow import UnitOfWork, unit_of_work
 from hms.errors import Conflict, NotFound
 from hms.extensions import db
@@ -48,6 +51,9 @@ class Resource:
     # What forgets other domains' cached data embedding this resource (a doctor's
     # department name): called after every committed write.
     also_forget: tuple[Callable[[], None], ...] = ()
+    # A folded column (hms.core.text) that ?q= searches instead of search_column, with
+    # the folded query: accents and case ignored, possibly over several names.
+    folded_search: str | None = None
 
     @property
     def schema_prefix(self) -> str:
@@ -77,6 +83,7 @@ RESOURCES: tuple[Resource, ...] = (
         ("name", "generic_name", "form", "strength", "unit_price"),
         "name",
         ("name", "form", "strength"),
+        folded_search="search_folded",
     ),
     Resource(
         "medicine-instructions", MedicineInstruction, "medicine instruction", ("text",), "text", ("text",)
@@ -93,7 +100,9 @@ def list_items(resource: Resource, *, q: str | None = None, page: int, limit: in
         model = resource.model
         column = getattr(model, resource.search_column)
         stmt = select(model)
-        if q:
+        if q and resource.folded_search:
+            stmt = stmt.where(getattr(model, resource.folded_search).contains(fold(q), autoescape=True))
+        elif q:
             stmt = stmt.where(column.icontains(q, autoescape=True))
         result = paginate(stmt.order_by(column, model.id), page, limit)
         result.data = [_as_dict(resource, row) for row in result.data]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import marshmallow as ma
 from marshmallow import fields, validate, validates_schema
 
 from hms.auth.models import (
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
+    ROOM_MAX,
     USERNAME_PATTERN,
     USERNAME_RULE,
     normalize_username,
@@ -47,6 +50,34 @@ def _role(**kwargs) -> fields.String:
 
 
 _DOCTOR_ONLY = "Doctors only: other roles have no fees or specialization."
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ROOM_DOC = (
+    f'Doctors only: where the doctor sees patients, e.g. "Room 4" (up to {ROOM_MAX} characters, no '
+    "control characters; trimmed, blank or null: none). Shown in the queue snapshot."
+)
+
+
+class RoomString(fields.String):
+    """A doctor's room: trimmed, at most ROOM_MAX characters, no control characters;
+    blank means no room (None)."""
+
+    default_error_messages = {
+        "control": "Must not contain control characters.",
+        "too_long": f"At most {ROOM_MAX} characters.",
+    }
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if _CONTROL.search(text):
+            raise self.make_error("control")
+        text = text.strip()
+        if len(text) > ROOM_MAX:
+            raise self.make_error("too_long")
+        return text or None
+
+
+def _room() -> RoomString:
+    return RoomString(allow_none=True, metadata={"description": _ROOM_DOC, "maxLength": ROOM_MAX})
 
 
 class StaffCreateSchema(StrictSchema):
@@ -62,6 +93,7 @@ class StaffCreateSchema(StrictSchema):
     specialization_id = Id(allow_none=True, metadata={"description": _DOCTOR_ONLY})
     consultation_fee = Money(metadata={"description": "Doctors only; a doctor's fee defaults to 0.00."})
     hospital_fee = Money(metadata={"description": "Doctors only; a doctor's fee defaults to 0.00."})
+    room = _room()
 
 
 class StaffUpdateSchema(StrictSchema):
@@ -73,6 +105,7 @@ class StaffUpdateSchema(StrictSchema):
     specialization_id = Id(allow_none=True, metadata={"description": _DOCTOR_ONLY})
     consultation_fee = Money(metadata={"description": "Doctors only."})
     hospital_fee = Money(metadata={"description": "Doctors only."})
+    room = _room()
     is_available = JsonBoolean()
     active = JsonBoolean(metadata={"description": "false disables the account and ends its tokens."})
     password = _password(" Changing it ends the account's tokens.")
@@ -92,6 +125,7 @@ class StaffSchema(ma.Schema):
     specialization_id = fields.Integer(allow_none=True)
     consultation_fee = Money(allow_none=True)
     hospital_fee = Money(allow_none=True)
+    room = fields.String(allow_none=True)
     is_available = fields.Boolean()
     active = fields.Boolean()
 
@@ -117,6 +151,9 @@ class DoctorSchema(ma.Schema):
     specialization = fields.Nested(DoctorUnitRefSchema, allow_none=True)
     consultation_fee = Money()
     hospital_fee = Money()
+    room = fields.String(
+        allow_none=True, metadata={"description": 'Where the doctor sees patients ("Room 4").'}
+    )
     is_available = fields.Boolean()
 
 

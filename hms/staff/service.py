@@ -1,8 +1,8 @@
 """Staff accounts and the doctor directory.
 
 A doctor is a staff account with role `doctor`; its id is the doctor_id everywhere.
-Only doctors carry fees (0.00 unless given) and a specialization: sending them for
-another role is 422, and changing a doctor to another role clears them.
+Only doctors carry fees (0.00 unless given), a specialization and a room: sending them
+for another role is 422, and changing a doctor to another role clears them.
 
 Doctor profiles are cached (DOCTOR_CACHE_SECONDS): one key per doctor and the first page
 of the unfiltered list (one per page size at most), all tagged with the "doctors"
@@ -37,7 +37,7 @@ from hms.reference.models import Department, Specialization
 DOCTORS_CACHE_NAMESPACE = "doctors"
 ZERO = Decimal("0.00")
 # Fields only a doctor's account may carry.
-DOCTOR_ONLY_FIELDS = ("specialization_id", "consultation_fee", "hospital_fee")
+DOCTOR_ONLY_FIELDS = ("specialization_id", "consultation_fee", "hospital_fee", "room")
 # Fields an admin may change with PATCH (the password is handled on its own).
 _UPDATABLE = (
     "name",
@@ -115,10 +115,10 @@ def update_staff(staff_id: int, changes: dict[str, Any], actor: Identity) -> Use
     with unit_of_work(conflict="This change conflicts with another account.") as uow:
         # Registered first: the queues' announcement after the commit reads the new profile.
         _account_changed(uow, staff_id)
-        # A doctor's name is in the snapshots of their queues: replace them (screens update).
-        # Before locking the account: a booking locks its queue first and the account (its
-        # foreign key) after, so this order cannot deadlock with it.
-        if "name" in changes:
+        # A doctor's name and room are in the snapshots of their queues: replace them
+        # (screens update). Before locking the account: a booking locks its queue first and
+        # the account (its foreign key) after, so this order cannot deadlock with it.
+        if "name" in changes or "room" in changes:
             touch_queues_of_doctor(staff_id)
         user = _lock_accounts(staff_id, actor)
         role = changes.get("role", user.role)
@@ -284,6 +284,7 @@ def _doctor_select():
                 User.specialization_id,
                 User.consultation_fee,
                 User.hospital_fee,
+                User.room,
                 User.is_available,
                 User.active,
             ),
@@ -303,6 +304,7 @@ def _profile(user: User) -> dict:
         "specialization": _named(user.specialization),
         "consultation_fee": _money(user.consultation_fee),
         "hospital_fee": _money(user.hospital_fee),
+        "room": user.room,
         "is_available": user.is_available,
         "active": user.active,
     }

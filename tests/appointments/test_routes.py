@@ -533,7 +533,7 @@ def test_snapshot_shape_and_order(app, reception, doctor, dr, new_patient):
     res = doctor.get(f"/api/queue/{dr.id}")
     assert res.status_code == 200
     snap = res.get_json()
-    assert snap["doctor"] == {"id": dr.id, "name": "Dr Meera Rao"}
+    assert snap["doctor"] == {"id": dr.id, "name": "Dr Meera Rao", "room": None}
     assert snap["date"] == today(app).isoformat()
     assert snap["waiting_count"] == 1
     assert [(e["appointment_id"], e["queue_position"], e["status"]) for e in snap["entries"]] == [

@@ -76,6 +76,7 @@ ROUTES = {
         )
     },
     ("GET", "/api/patients"): "read / search patients",
+    ("GET", "/api/patients/duplicates"): "read / search patients",
     ("POST", "/api/patients"): "create / update patients",
     ("GET", "/api/patients/duplicates"): "read / search patients",
     ("GET", "/api/patients/<id:patient_id>"): "read / search patients",

@@ -229,6 +229,12 @@ def test_no_duplicates_without_input_or_match(reception, people):
     assert len(duplicates(reception, phone="98450-1111-1")) == 2
 
 
+@pytest.mark.parametrize("born", ["0001-01-01", "9999-12-31", "1900-01-01"])
+def test_extreme_birth_dates_find_nothing_and_fail_nothing(reception, people, born):
+    found = duplicates(reception, name="Jose Fernandes", date_of_birth=born)
+    assert {reason for _, reason in found} == {"same_name"}
+
+
 def test_the_service_answers_the_same(app, reception, people):
     from hms.patients.service import find_duplicates
 

@@ -109,6 +109,20 @@ def test_a_renamed_doctor_shows_at_once_in_their_queues(app, reception, admin, d
     assert reception.get(f"/api/queue/{dr.id}").get_json()["version"] == after["version"]
 
 
+def test_a_doctors_new_room_shows_at_once_in_their_queues(app, reception, admin, display, dr, new_patient):
+    book_ok(reception, new_patient("Asha Kumar"), dr.id)
+    before = reception.get(f"/api/queue/{dr.id}").get_json()  # cached now
+    display.get(f"/api/queue/{dr.id}")  # the masked form too
+    assert before["doctor"] == {"id": dr.id, "name": "Dr Meera Rao", "room": None}
+    assert admin.patch(f"/api/staff/{dr.id}", json={"room": "Room 4"}).status_code == 200
+    after = reception.get(f"/api/queue/{dr.id}").get_json()
+    assert after["doctor"] == {"id": dr.id, "name": "Dr Meera Rao", "room": "Room 4"}
+    assert after["version"] > before["version"]
+    assert display.get(f"/api/queue/{dr.id}").get_json()["doctor"]["room"] == "Room 4"
+    assert admin.patch(f"/api/staff/{dr.id}", json={"room": None}).status_code == 200
+    assert reception.get(f"/api/queue/{dr.id}").get_json()["doctor"]["room"] is None
+
+
 def test_next_reads_nothing_but_the_callers_identity(app, reception, dr, new_patient, monkeypatch):
     for name in ("Asha Kumar", "Ravi Das", "Bina Sen"):
         book_ok(reception, new_patient(name), dr.id)

@@ -422,6 +422,47 @@ def test_search_is_case_insensitive_ordered_and_paginated(admin, reception):
     assert page == [] and meta["total"] == 6
 
 
+def test_medicines_are_found_by_name_or_generic_name_accents_and_case_ignored(app, admin, reception):
+    for name, generic, strength in (
+        ("Crocin", "Paracetamol", "500 mg"),
+        ("Dolo 650", "Paracetamol", "650 mg"),
+        ("Brufen", "Ibuprofen", "400 mg"),
+        ("Crème Solaire", None, "50 ml"),
+        ("100%_Pure", "Glycérine", "1 ml"),
+    ):
+        body = {
+            "name": name,
+            "generic_name": generic,
+            "form": "tablet",
+            "strength": strength,
+            "unit_price": "2",
+        }
+        create(admin, "medicines", body)
+
+    def names(q):
+        res = reception.get("/api/medicines", query_string={"q": q})
+        assert res.status_code == 200, res.get_json()
+        return [m["name"] for m in res.get_json()["data"]]
+
+    assert names("paracetamol") == ["Crocin", "Dolo 650"]
+    assert names("PARACÉTAMOL") == ["Crocin", "Dolo 650"]
+    assert names("dolo") == ["Dolo 650"]
+    assert names("creme") == ["Crème Solaire"]
+    assert names("glycerine") == ["100%_Pure"]
+    assert names("%_") == ["100%_Pure"]  # literal, not wildcards
+    assert names("n p") == []  # a match never spans the brand and the generic name
+    # A change of either name is what the search sees next.
+    crocin = reception.get("/api/medicines", query_string={"q": "crocin"}).get_json()["data"][0]
+    assert (
+        admin.patch(f"/api/medicines/{crocin['id']}", json={"generic_name": "Acétaminophène"}).status_code
+        == 200
+    )
+    assert names("acetaminophene") == ["Crocin"]
+    assert names("paracetamol") == ["Dolo 650"]
+    assert admin.patch(f"/api/medicines/{crocin['id']}", json={"name": "Crocin Advance"}).status_code == 200
+    assert names("advance") == ["Crocin Advance"] and names("acetaminophene") == ["Crocin Advance"]
+
+
 def test_instructions_search_their_text(admin, reception):
     create(admin, "medicine-instructions", {"text": "After meals"})
     create(admin, "medicine-instructions", {"text": "Before meals"})

@@ -82,6 +82,7 @@ def test_admin_creates_a_doctor(app, client, admin, cardiology, surgeon):
             "specialization_id": surgeon,
             "consultation_fee": "750.5",
             "hospital_fee": 120,
+            "room": " Room 4 ",
         },
     )
     assert res.status_code == 201, res.get_json()
@@ -95,6 +96,7 @@ def test_admin_creates_a_doctor(app, client, admin, cardiology, surgeon):
         "specialization_id": surgeon,
         "consultation_fee": "750.50",
         "hospital_fee": "120.00",
+        "room": "Room 4",
         "is_available": True,
         "active": True,
     }
@@ -512,6 +514,7 @@ def test_doctor_directory_shows_active_doctors_with_their_units(
         "specialization": None,
         "consultation_fee": "300.50",
         "hospital_fee": "0.00",
+        "room": None,
         "is_available": True,
     }
     assert body["data"][1]["specialization"] == {"id": surgeon, "name": "Surgeon"}
