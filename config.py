@@ -89,7 +89,9 @@ class Config:
     OPENAPI_URL_PREFIX = "/api"
     OPENAPI_JSON_PATH = "openapi.json"
     OPENAPI_SWAGGER_UI_PATH = "docs"
-    OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
+    # Served by HMS (hms/web/static/vendor/swagger-ui), never a CDN; the page itself is
+    # HMS's own template (hms.web.routes.api_docs).
+    OPENAPI_SWAGGER_UI_URL = "/static/vendor/swagger-ui/"
     API_SPEC_OPTIONS = {
         "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearerAuth": []}],
@@ -103,11 +105,11 @@ class Config:
         )
         self.REDIS_URL = os.environ.get("REDIS_URL") or None
         self.CLINIC_TIMEZONE = os.environ.get("CLINIC_TIMEZONE", "UTC")
+        # The clinic's name on every screen, the waiting-room display and the printouts.
+        self.CLINIC_NAME = os.environ.get("CLINIC_NAME", "HMS Clinic")
         # The country calling code a phone typed without "+" belongs to (digits, no "+"):
         # 91 (India) by default, the demo data's numbers; stored phones are E.164.
         self.CLINIC_COUNTRY_CODE = os.environ.get("CLINIC_COUNTRY_CODE", "91").strip().lstrip("+")
-        # The clinic's name on every screen, the waiting-room display and the printouts.
-        self.CLINIC_NAME = os.environ.get("CLINIC_NAME", "HMS Clinic")
         # Lifetime of a page session (a shared clinic PC): from sign-in, not from last use.
         self.SESSION_HOURS = float(os.environ.get("SESSION_HOURS", "12"))
         self.PERMANENT_SESSION_LIFETIME = timedelta(hours=self.SESSION_HOURS)

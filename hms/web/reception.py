@@ -46,8 +46,8 @@ from hms.patients import service as patients
 from hms.patients.models import GENDERS, Patient
 from hms.patients.schemas import PatientCreateSchema
 from hms.queue import service as queue
+from hms.queue import tickets
 from hms.staff.service import list_doctors
-from hms.web._until_merge import tickets  # TEMPORARY: from hms.queue import tickets (wp-ticket)
 from hms.web.forms import FORM_EXPIRED, clinic_words, csrf_ok, field_words, form_key, posted_key
 
 bp = Blueprint("reception", __name__, url_prefix="/reception", template_folder="templates")
@@ -313,7 +313,7 @@ def register():
     # A resubmit of this form (back, reload, a second click) replays the registration
     # at once instead of listing the patient it just made as a possible duplicate.
     session[_USED_KEYS] = [*session.get(_USED_KEYS, [])[-(_KEYS_KEPT - 1) :], key]
-    return redirect(url_for("reception.index", patient=stored.body["id"], registered=1) + "#book")
+    return redirect(url_for("reception.index", patient=stored.body["id"], registered=1))
 
 
 @bp.route("/appointments", methods=["POST"])
@@ -336,7 +336,7 @@ def book():
     if stored.status >= 400:
         error = HMSError(stored.body.get("message", ""), stored.body.get("errors"))
         return render_page(status=stored.status, patient=patient, book=_refused(state, error))
-    return redirect(url_for("reception.index", booked=stored.body["id"]) + "#slip")
+    return redirect(url_for("reception.index", booked=stored.body["id"]))
 
 
 @bp.route("/appointments/<id:appointment_id>/status", methods=["POST"])

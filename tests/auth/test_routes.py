@@ -146,8 +146,19 @@ def test_pages_redirect_to_login_without_session(client):
 
 
 def test_every_route_declares_a_policy_and_needs_a_token(app, client):
-    """Walk the URL map: everything but sign-in, docs, pages and ops answers 401 without a token."""
-    public = {"/api/auth/token", "/api/openapi.json", "/api/docs", "/healthz", "/readyz", "/login", "/logout"}
+    """Walk the URL map: everything but sign-in, docs, the patient's ticket (signed: no
+    account), pages and ops answers 401 without a token."""
+    public = {
+        "/api/auth/token",
+        "/api/openapi.json",
+        "/api/docs",
+        "/healthz",
+        "/readyz",
+        "/login",
+        "/logout",
+        "/api/tickets/<ticket>",
+        "/api/tickets/<ticket>/stream",
+    }
     checked = 0
     for rule in app.url_map.iter_rules():
         if rule.rule in public or rule.endpoint == "static" or not rule.rule.startswith("/api"):

@@ -76,42 +76,28 @@
     return minutes === 0 ? "now" : "about " + minutes + " min";
   }
 
-  function hidden(text) {
-    return el("span", "visually-hidden", text);
-  }
-
-  function statusForm(entry) {
-    var url = "/reception/appointments/" + entry.appointment_id + "/status";
-    var form = el("form", "status-form");
-    form.method = "post";
-    form.action = url;
-    form.setAttribute("hx-post", url);
-    form.setAttribute("hx-target", "#queue-message");
-    var token = el("input");
-    token.type = "hidden"; token.name = "csrf_token"; token.value = csrf;
-    form.append(token);
-    [["CANCELLED", "Cancel"], ["NO_SHOW", "No-show"]].forEach(function (pair) {
-      var button = el("button", "small secondary", pair[1]);
-      button.type = "submit"; button.name = "status"; button.value = pair[0];
-      button.append(hidden(" token " + entry.token));
-      form.append(" ", button);
-    });
-    return form;
+  function button(entry, status, words) {
+    var node = el("button", "", words);
+    node.setAttribute("form", "qa");
+    node.setAttribute("formaction", "/reception/appointments/" + entry.appointment_id + "/status");
+    node.name = "status";
+    node.value = status;
+    return node;
   }
 
   function row(entry) {
     var tr = el("tr", entry.priority === "URGENT" ? "urgent" : "");
-    tr.dataset.appointmentId = entry.appointment_id;
     tr.dataset.token = entry.token;
-    tr.dataset.status = entry.status;
     var who = el("td");
     who.append(el("span", "name", entry.patient.name), " ", el("span", "mrn", entry.patient.mrn));
     if (entry.priority === "URGENT") who.append(" ", el("span", "urgent-flag", "Urgent"));
-    var actions = el("td", "actions");
-    if (entry.status === "WAITING") actions.append(statusForm(entry));
+    var actions = el("td");
+    if (entry.status === "WAITING") {
+      actions.append(button(entry, "CANCELLED", "Cancel"), " ", button(entry, "NO_SHOW", "No-show"));
+    }
     tr.append(el("td", "token", String(entry.token)), who,
-              el("td", "status", entry.status === "IN_CONSULTATION" ? "In the room" : "Waiting"),
-              el("td", "wait", waitText(entry.estimated_wait_minutes)), actions);
+              el("td", "", entry.status === "IN_CONSULTATION" ? "In the room" : "Waiting"),
+              el("td", "", waitText(entry.estimated_wait_minutes)), actions);
     return tr;
   }
 
@@ -141,13 +127,37 @@
     }
     body.replaceChildren.apply(body, rows);
     part.querySelector(".waiting-count").textContent = snapshot.waiting_count + " waiting";
-    if (window.htmx) window.htmx.process(body);
     var option = document.querySelector('#book-doctor option[data-doctor-id="' + doctorId + '"]');
     if (option) {
       var wait = waitForNew(snapshot);
       option.textContent = option.dataset.name + " — " + snapshot.waiting_count + " waiting, " +
         (wait === 0 ? "no wait" : "about " + wait + " min");
     }
+  }
+
+  // The queue buttons post the page's one status form (#qa) to their own formaction; the
+  // answer (in the clinic's words) goes to the status line, the rows follow the stream.
+  var actionsForm = document.getElementById("qa");
+  var message = document.getElementById("queue-message");
+  if (actionsForm && window.fetch) {
+    actionsForm.addEventListener("submit", function (event) {
+      var submitter = event.submitter;
+      if (!submitter) return;
+      event.preventDefault();
+      var data = new FormData(actionsForm);
+      data.append(submitter.name, submitter.value);
+      fetch(submitter.formAction, {
+        method: "POST",
+        body: data,
+        credentials: "same-origin",
+        headers: { "HX-Request": "true" }
+      }).then(function (res) { return res.text(); }).then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        message.replaceChildren.apply(message, Array.prototype.slice.call(doc.body.childNodes));
+      }, function () {
+        message.textContent = "Not sent: the connection is down. Try again in a moment.";
+      });
+    });
   }
 
   var list = document.getElementById("queue-list");
