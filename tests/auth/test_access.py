@@ -78,7 +78,6 @@ ROUTES = {
     ("GET", "/api/patients"): "read / search patients",
     ("GET", "/api/patients/duplicates"): "read / search patients",
     ("POST", "/api/patients"): "create / update patients",
-    ("GET", "/api/patients/duplicates"): "read / search patients",
     ("GET", "/api/patients/<id:patient_id>"): "read / search patients",
     ("PATCH", "/api/patients/<id:patient_id>"): "create / update patients",
     ("GET", "/api/patients/<id:patient_id>/appointments"): "read appointments, events, prescriptions",

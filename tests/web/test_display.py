@@ -146,7 +146,7 @@ def test_a_disabled_display_account_is_sent_back_to_login(app, client, make_user
 
 def test_several_doctors_side_by_side_masked_with_clinic_name(app, client, reception, make_user, monkeypatch):
     monkeypatch.setitem(app.config, "CLINIC_NAME", "Sunrise Clinic")
-    doctors = [make_user("doctor", name=f"Doctor {n}") for n in "ABC"]
+    doctors = [make_user("doctor", name=f"Doctor {n}", room=f"Room {n}") for n in "ABC"]
     for doctor, name in zip(doctors, ("Asha Kumar", "Ravi Shankar", "Uma Iyer"), strict=True):
         assert (
             reception.post("/api/appointments", json=booking(make_patient(app, name), doctor.id)).status_code
@@ -160,6 +160,7 @@ def test_several_doctors_side_by_side_masked_with_clinic_name(app, client, recep
     assert "Sunrise Clinic" in html
     assert [s["doctor"]["name"] for s in initial_snapshots(html)] == ["Doctor A", "Doctor B", "Doctor C"]
     assert html.count('class="panel-doctor"') == 3
+    assert re.findall(r'<span class="doctor-room">([^<]*)</span>', html) == ["Room A", "Room B", "Room C"]
     for doctor in doctors:
         assert f'data-stream-url="/api/queue/{doctor.id}/stream"' in html
     assert "Asha" not in html and "Ravi" not in html and "Uma" not in html and "RT0" not in html

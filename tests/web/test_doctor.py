@@ -17,7 +17,7 @@ PASSWORD = "room-pass-1"
 @pytest.fixture
 def clinic(app, admin, reception, make_user):
     """A doctor with two booked patients, a medicine catalogue and one instruction."""
-    doctor = make_user("doctor", name="Meera Rao", password=PASSWORD)
+    doctor = make_user("doctor", name="Meera Rao", password=PASSWORD, room="Room 4")
     paracetamol = admin.post(
         "/api/medicines",
         json={
@@ -122,6 +122,7 @@ def test_a_doctor_sees_their_own_queue_with_names(client, clinic):
     assert res.status_code == 200
     html = res.get_data(as_text=True)
     assert "Meera Rao" in html and "Asha Kumar" in html and "Ravi Shankar" in html
+    assert "Doctor's room: Meera Rao · Room 4" in html
     assert ">Call next</button>" in html
     assert "2 waiting" in html
     assert f'data-stream-url="/api/queue/{doctor.id}/stream"' in html
@@ -452,6 +453,8 @@ def test_medicine_search_as_you_type(client, clinic):
     found = client.get("/doctor/medicines?q=cro").get_json()["results"]
     assert [m["label"] for m in found] == ["Crocin 500 mg tablet (Paracetamol)"]
     assert client.get("/doctor/medicines?q=c").get_json()["results"] == []
+    by_generic = client.get("/doctor/medicines?q=paracetamol").get_json()["results"]
+    assert [m["label"] for m in by_generic] == ["Crocin 500 mg tablet (Paracetamol)"]
     assert client.get("/doctor/medicines?q=%00%00").status_code in (200, 400, 422)
 
 

@@ -165,7 +165,8 @@ def test_doctor_screen_from_the_keyboard(app, database_url, make_user, browser):
 
 def test_display_of_four_doctors_flashes_the_called_token(app, database_url, make_user, browser):  # noqa: F811
     doctors = [
-        make_user("doctor", name=f"Dr {name}") for name in ("Meera Rao", "Kiran Das", "Uma Iyer", "Ali Khan")
+        make_user("doctor", name=f"Dr {name}", room=f"Room {n}")
+        for n, name in enumerate(("Meera Rao", "Kiran Das", "Uma Iyer", "Ali Khan"), start=1)
     ]
     screen = make_user("display", password=PASSWORD)
     api = Api("", token_for(app, make_user("reception")))
@@ -183,6 +184,8 @@ def test_display_of_four_doctors_flashes_the_called_token(app, database_url, mak
         assert page.inner_text("#clinic-name") == "Sunrise Clinic"
         names = page.eval_on_selector_all(".doctor-name", "nodes => nodes.map(n => n.textContent)")
         assert names == [d.name for d in doctors]
+        rooms = page.eval_on_selector_all(".doctor-room", "nodes => nodes.map(n => n.textContent)")
+        assert rooms == ["Room 1", "Room 2", "Room 3", "Room 4"]
         # Readable at 1280x720: four panels side by side, none cut off, tokens large.
         boxes = page.eval_on_selector_all(
             ".panel-doctor",
@@ -211,7 +214,7 @@ def test_display_of_four_doctors_flashes_the_called_token(app, database_url, mak
         assert page.inner_text(f"{panel} .room-token") == "1"
         assert page.get_attribute(panel, "data-called-token") == "1"
         assert "Now calling" in page.inner_text(f"{panel} .now")
-        assert re.match(r"Token 1: please go to .*Dr Uma Iyer", page.inner_text("#announce"))
+        assert re.match(r"Token 1: please go to Room 3, Dr Uma Iyer", page.inner_text("#announce"))
         other = f'.panel-doctor[data-doctor-id="{doctors[0].id}"] .now'
         assert "called" not in (page.get_attribute(other, "class") or "")
         shot(page, "display-four-doctors")

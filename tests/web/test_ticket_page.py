@@ -13,7 +13,7 @@ from tests.queue.stream_helpers import booking
 @pytest.fixture
 def ticket_of(app, reception, admin, make_user):
     """Book a patient (name, MRN, phone known) and return (path, appointment)."""
-    doctor = make_user("doctor", name="Meera Rao")
+    doctor = make_user("doctor", name="Meera Rao", room="Room 4")
 
     def book(name: str = "Asha Kumar", priority: str = "NORMAL"):
         patient = admin.post(
@@ -43,7 +43,7 @@ def test_the_ticket_page_shows_the_token_and_leaks_nothing(client, ticket_of, re
     html = res.get_data(as_text=True)
     assert re.search(r'<span id="token" class="token">2</span>', html)
     assert '<span id="initials">A.K.</span>' in html
-    assert "Meera Rao" in html and "Urgent" in html
+    assert "Meera Rao" in html and "Urgent" in html and '<dd id="room">Room 4</dd>' in html
     assert '<dd id="position">' in html and "Estimated wait" in html and "Now in the room" in html
     for secret in ("Asha", "Kumar", patient["mrn"], "9845011223", "Ravi", "R.S."):
         assert secret not in html, secret
@@ -56,7 +56,7 @@ def test_the_ticket_page_follows_the_call(client, ticket_of, reception):
     path, appointment, _ = ticket_of()
     reception.patch(f"/api/appointments/{appointment['id']}/status", json={"status": "IN_CONSULTATION"})
     html = client.get(path).get_data(as_text=True)
-    assert "It is your turn" in html
+    assert "It is your turn: please go in to Room 4." in html
     assert '<dd id="now-serving">1</dd>' in html
 
 
