@@ -389,7 +389,7 @@ def test_complete_then_print_the_prescription(client, clinic, admin):
         "Drink plenty of water.",
     ):
         assert text in sheet, text
-    assert "print.css" in sheet
+    assert "print.css" in sheet and '<button type="button" id="print-now" autofocus>Print</button>' in sheet
 
 
 @pytest.mark.parametrize("role", ["reception", "cashier", "admin"])
