@@ -510,3 +510,20 @@ def test_the_screen_script_follows_the_stream_and_says_when_it_is_down(client, c
     script = client.get("/static/doctor.js").get_data(as_text=True)
     assert "new EventSource" in script and "Reconnecting…" in script
     assert 'case "KeyN"' in script and 'case "KeyC"' in script
+
+
+def test_the_screen_stays_small_with_80_patients_waiting(app, client, reception, make_user):
+    """CONSOLES.md's aim: a console page under 60 KB of HTML with 80 patients waiting."""
+    doctor = make_user("doctor", name="Meera Rao", password=PASSWORD, room="Room 4")
+    for number in range(80):
+        patient_id = make_patient(app, f"Patient Number {number} Longname")
+        res = reception.post(
+            "/api/appointments",
+            json={**booking(patient_id, doctor.id), "chief_complaint": "Fever and cough for three days"},
+        )
+        assert res.status_code == 201
+    sign_in(client, doctor)
+    html = client.get("/doctor").get_data()
+    assert html.count(b"<li data-appointment-id=") == 80
+    assert html.count(b">No-show</button>") == 80
+    assert len(html) < 60 * 1024, len(html)

@@ -150,6 +150,15 @@ def test_doctor_screen_from_the_keyboard(app, database_url, make_user, browser):
         assert link == f"/prescriptions/{written[0]['id']}/print"
         shot(page, "doctor-completed")
 
+        # No-show on a waiting patient (a row the stream added: one shared form posts it).
+        late = admin.post("/api/appointments", booking(make_patient(app, "Ravi Shankar"), doctor.id))
+        button = page.wait_for_selector(
+            f'#queue li[data-appointment-id="{late["id"]}"] button:text("No-show")', timeout=2000
+        )
+        button.click()
+        page.wait_for_selector("#notice >> text=marked as not here", timeout=5000)
+        assert admin.get(f"/api/appointments/{late['id']}")["status"] == "NO_SHOW"
+
         sheet = context.new_page()
         sheet.set_viewport_size({"width": 560, "height": 794})  # A5 at 96 dpi
         sheet.goto(base + link)

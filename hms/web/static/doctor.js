@@ -27,11 +27,16 @@
     return entry.estimated_wait_minutes === 0 ? "now" : "~" + entry.estimated_wait_minutes + " min";
   }
 
-  function noShowForm(entry) {
-    var form = document.getElementById("queue-action-template").content.firstElementChild.cloneNode(true);
-    form.action = STATUS_URL.replace("/0/", "/" + entry.appointment_id + "/");
-    form.querySelector("button").setAttribute("aria-label", "No-show: token " + entry.token);
-    return form;
+  // One shared form (#no-show-form: the CSRF token) for every row's No-show button.
+  function noShowButton(entry) {
+    var button = el("button", "small", "No-show");
+    button.type = "submit";
+    button.setAttribute("form", "no-show-form");
+    button.setAttribute("formaction", STATUS_URL.replace("/0/", "/" + entry.appointment_id + "/"));
+    button.name = "status";
+    button.value = "NO_SHOW";
+    button.setAttribute("aria-label", "No-show: token " + entry.token);
+    return button;
   }
 
   function renderQueue(snapshot) {
@@ -46,7 +51,7 @@
       item.append(el("span", "token", entry.token), name);
       if (entry.priority === "URGENT") item.append(el("span", "urgent-flag", "Urgent"));
       item.append(el("span", "state", waitText(entry)));
-      if (entry.status === "WAITING") item.append(noShowForm(entry));
+      if (entry.status === "WAITING") item.append(noShowButton(entry));
       return item;
     }));
     document.getElementById("waiting-count").textContent = snapshot.waiting_count + " waiting";
@@ -226,7 +231,7 @@
     if (handled) event.preventDefault();
   });
 
-  renderQueue(JSON.parse(document.getElementById("initial-snapshot").textContent));
+  // The page came with the queue rendered; the stream's first event is the snapshot again.
   connect();
   var errorBox = document.getElementById("prescription-error");
   if (errorBox) {
