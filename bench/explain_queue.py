@@ -37,6 +37,7 @@ from psycopg import sql
 from werkzeug.security import generate_password_hash
 
 from bench.lib import results, services
+from bench.lib.seed import search_columns
 
 SECTION = "explain"
 TITLE = "Query plans on 100,000 appointments and 1,000,000 events (issue 3)"
@@ -111,12 +112,16 @@ def _generate_people(ex) -> tuple[int, int]:
         """,
         {"doctors": DOCTORS, "hash": generate_password_hash(PASSWORD, method="scrypt")},
     )
+    folded, folded_values = search_columns(ex.__self__)
     ex(
-        """
-        INSERT INTO patients (mrn, name, gender, age, phone, created_at, updated_at)
-        SELECT 'P' || lpad(n::text, 6, '0'), 'Patient ' || n, (ARRAY['male','female','other'])[1 + n %% 3],
-               1 + n %% 90, '+9198' || lpad(n::text, 8, '0'), now(), now()
-        FROM generate_series(1, %(patients)s) n
+        f"""
+        INSERT INTO patients (mrn, name, gender, age, phone, created_at, updated_at{folded})
+        SELECT 'P' || lpad(n::text, 6, '0'), name, (ARRAY['male','female','other'])[1 + n %% 3],
+               1 + n %% 90, phone, now(), now(){folded_values}
+        FROM (
+            SELECT n, 'Patient ' || n AS name, '+9198' || lpad(n::text, 8, '0') AS phone
+            FROM generate_series(1, %(patients)s) n
+        ) generated
         """,
         {"patients": PATIENTS},
     )

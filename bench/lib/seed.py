@@ -25,6 +25,19 @@ class Seed:
     department_ids: list[int] = field(default_factory=list)
 
 
+def search_columns(conn: psycopg.Connection) -> tuple[str, str]:
+    """The patients' derived search columns, if the tree under test has them (migration
+    6c2d3e4f5a61; older trees are benchmarked too): extra column names and their values
+    for an INSERT ... SELECT producing `name` and `phone` (+91 numbers, ASCII names, for
+    which lower() is the app's fold())."""
+    present = conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_name = 'patients' AND column_name = 'name_folded'"
+    ).fetchone()
+    if present is None:
+        return "", ""
+    return ", name_folded, phone_national", ", lower(name), substr(phone, 4)"
+
+
 def _password_hash() -> str:
     # The production config's method (werkzeug's scrypt defaults): one hash for every account.
     from werkzeug.security import generate_password_hash
@@ -114,15 +127,19 @@ def _seed_staff(conn: psycopg.Connection, department_ids: list[int], doctors: in
 
 def _seed_patients(conn: psycopg.Connection, patients: int) -> list[int]:
     """`patients` patients P000001..., and the MRN counter after them, as the app expects."""
+    folded, folded_values = search_columns(conn)
     conn.execute(
-        """
-        INSERT INTO patients (mrn, name, gender, age, phone, address, created_at, updated_at)
-        SELECT 'P' || lpad(n::text, 6, '0'),
-               (ARRAY['Asha','Ravi','Meera','Imran','Priya','Joseph','Kavya','Arjun'])[1 + n %% 8]
-                 || ' ' || (ARRAY['Rao','Sharma','Nair','Khan','Patel','Iyer','Das'])[1 + n %% 7],
-               (ARRAY['male','female','other'])[1 + n %% 3], 1 + n %% 90,
-               '+9198' || lpad(n::text, 8, '0'), n || ', MG Road', now(), now()
-        FROM generate_series(1, %(patients)s) n
+        f"""
+        INSERT INTO patients (mrn, name, gender, age, phone, address, created_at, updated_at{folded})
+        SELECT 'P' || lpad(n::text, 6, '0'), name, (ARRAY['male','female','other'])[1 + n %% 3], 1 + n %% 90,
+               phone, n || ', MG Road', now(), now(){folded_values}
+        FROM (
+            SELECT n,
+                   (ARRAY['Asha','Ravi','Meera','Imran','Priya','Joseph','Kavya','Arjun'])[1 + n %% 8]
+                     || ' ' || (ARRAY['Rao','Sharma','Nair','Khan','Patel','Iyer','Das'])[1 + n %% 7] AS name,
+                   '+9198' || lpad(n::text, 8, '0') AS phone
+            FROM generate_series(1, %(patients)s) n
+        ) generated
         """,
         {"patients": patients},
     )

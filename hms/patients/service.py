@@ -244,7 +244,8 @@ SAME_NAME = "same_name"
 # its `reason` is the heaviest. Name similarity (0..1) breaks ties.
 _WEIGHTS = {SAME_PHONE: 4.0, SIMILAR_NAME_SAME_BIRTH_YEAR: 2.0, SAME_NAME: 1.0}
 _CANDIDATES = 50  # rows read per kind of match, at most
-_SIMILAR = 0.6  # SQLite: the least name similarity (difflib ratio) of a "similar name"
+_SIMILAR = 0.6  # the least name similarity (difflib ratio) of a "similar name"
+_TRIGRAM_THRESHOLD = text("SET LOCAL pg_trgm.similarity_threshold = 0.5")
 
 
 def _birth_year(born: date | None, age: int | None, today: date) -> tuple[int, bool] | None:
@@ -278,9 +279,14 @@ def _birth_year_window(year: int, today: date):
 
 def _similar_names(folded: str, window) -> list[Patient]:
     """Patients whose folded name is similar to `folded` within the birth-year window:
-    pg_trgm's `%` on PostgreSQL (the trigram GIN index on name_folded), most similar
-    first; elsewhere any of its words as a part of the name (LIKE), newest first."""
+    pg_trgm's `%` on PostgreSQL (the trigram GIN index on name_folded; threshold 0.5),
+    most similar first; elsewhere any of its words as a part of the name (LIKE), newest
+    first. The caller keeps those whose difflib ratio is at least _SIMILAR."""
     if db.session.get_bind().dialect.name == "postgresql":
+        # pg_trgm's default threshold (0.3) lets "asha sharma" pass for "asha rao": the
+        # index then hands over most rows sharing a common first or last name. 0.5, for
+        # this transaction only, keeps typos ("asha rai" 0.64, "jose fernandez" 0.76).
+        db.session.execute(_TRIGRAM_THRESHOLD)
         stmt = (
             select(Patient)
             .where(Patient.name_folded.op("%")(folded), window)
