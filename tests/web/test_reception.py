@@ -141,11 +141,12 @@ def test_a_double_submitted_registration_registers_one_patient(app, client, make
 
 
 def test_a_double_submitted_booking_books_once_and_shows_the_slip(app, client, make_user):
-    doctor = make_user("doctor", name="Meera Rao")
+    doctor = make_user("doctor", name="Meera Rao", room="Room 4")
     patient = make_patient(app, "Asha Kumar")
     sign_in(client, make_user)
     form = page_form(client, f"/reception?patient={patient}")
     assert len(form["keys"]) == 2  # register and book
+    assert "Meera Rao · Room 4 — 0 waiting, no wait</option>" in form["html"]  # the doctor picker
     data = {
         "csrf_token": form["csrf"],
         "idempotency_key": form["keys"][1],
@@ -333,7 +334,7 @@ def test_find_patient_matches_mrn_phone_and_name_as_you_type(app, client, make_u
 def test_the_token_slip_shows_clinic_token_doctor_time_wait_and_the_ticket_qr(
     app, client, make_user, reception
 ):
-    doctor = make_user("doctor", name="Meera Rao")
+    doctor = make_user("doctor", name="Meera Rao", room="Room 4")
     booked = reception.post(
         "/api/appointments", json=booking(make_patient(app, "Asha Kumar"), doctor.id)
     ).get_json()
@@ -344,6 +345,7 @@ def test_the_token_slip_shows_clinic_token_doctor_time_wait_and_the_ticket_qr(
         html = res.get_data(as_text=True)
         assert "HMS Clinic" in html and 'id="token">1<' in html and "Meera Rao" in html
         assert 'id="slip-time">' in html and 'id="slip-wait">now<' in html
+        assert 'id="slip-room">Room 4<' in html
         assert f"slip-{width}.css" in html
         assert "<svg" in html and "Asha" not in html  # the QR, and no name on the slip
         url = re.search(r'id="ticket-url">([^<]+)<', html).group(1)
@@ -391,3 +393,28 @@ def test_the_page_stays_under_60_kb_with_80_patients_waiting(app, client, make_u
     html = client.get("/reception").get_data()
     assert html.count(b'formaction="/reception/appointments/') == 160  # Cancel and No-show each
     assert len(html) < 60 * 1024
+
+
+def test_the_desk_reads_no_more_sql_with_more_doctors(app, client, make_user, reception, count_queries):
+    """Each doctor's queue is one cached snapshot read: more doctors, no more statements."""
+    from hms.staff.service import forget_doctors
+
+    sign_in(client, make_user)
+    made: list = []
+
+    def statements_with(doctors: int) -> int:
+        for _ in range(doctors):
+            doctor = make_user("doctor", name=f"Doctor {len(made)}")
+            made.append(doctor)
+            patient = make_patient(app, f"Patient {len(made)}")
+            assert reception.post("/api/appointments", json=booking(patient, doctor.id)).status_code == 201
+        with app.app_context():
+            forget_doctors()  # the accounts were made in the database, not through the API
+        assert client.get("/reception").status_code == 200  # warms the caches
+        with count_queries() as counter:
+            html = client.get("/reception").get_data(as_text=True)
+        assert html.count('<section class="queue"') == len(made)
+        return counter.count
+
+    few = statements_with(2)
+    assert statements_with(4) == few  # 6 doctors now
