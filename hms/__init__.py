@@ -34,8 +34,12 @@ from hms.queue.routes import blp as queue
 from hms.queue.ticket_routes import blp as tickets
 from hms.reference.routes import blp as reference
 from hms.staff.routes import blp as staff
+from hms.web.display import bp as display
+from hms.web.doctor import bp as doctor_screen
+from hms.web.prints import bp as prints
 from hms.web.reception import bp as reception
 from hms.web.routes import bp as web
+from hms.web.ticket import bp as ticket_page
 
 
 class HMSFlask(Flask):
@@ -128,3 +132,5 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(ops)
     app.register_blueprint(web)
     app.register_blueprint(reception)
+    for page_blueprint in (display, doctor_screen, prints, ticket_page):
+        app.register_blueprint(page_blueprint)

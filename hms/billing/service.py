@@ -131,6 +131,17 @@ def patient_bills(patient_id: int, *, page: int, limit: int) -> Page:
     return paginate(_with_details(stmt), page, limit)
 
 
+def patient_due_bills(patient_id: int, *, page: int, limit: int) -> Page:
+    """One patient's bills with something still due (unpaid or partly paid, not void),
+    newest first, with their items and payments: a fixed number of statements."""
+    stmt = _newest_first(
+        select(Bill).where(
+            Bill.patient_id == patient_id, Bill.due_amount > literal_column("0"), Bill.status != VOID
+        )
+    )
+    return paginate(_with_details(stmt), page, limit)
+
+
 # ---- lines -----------------------------------------------------------------------------
 
 

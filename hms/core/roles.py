@@ -50,6 +50,7 @@ MATRIX: Mapping[str, frozenset[str]] = MappingProxyType(
         "bills.read": _roles(ADMIN, RECEPTION, DOCTOR, CASHIER),
         "staff.set_availability": _roles(DOCTOR),  # their own is_available
         "signed_in": _roles(*ROLES),  # any account: /api/auth/me, the home page
+        "screens.doctor": _roles(ADMIN, DOCTOR),  # the doctor's screen (admin: any doctor's)
     }
 )
 

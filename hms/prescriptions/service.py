@@ -63,6 +63,17 @@ def appointment_prescriptions(appointment_id: int, *, page: int, limit: int) -> 
     return paginate(_with_items(stmt), page, limit)
 
 
+def patient_prescriptions(patient_id: int, *, page: int, limit: int) -> Page:
+    """One patient's prescriptions, newest first (the doctor's screen): a fixed number of
+    statements whatever the page size (count, page, items with their joins)."""
+    stmt = (
+        select(Prescription)
+        .where(Prescription.patient_id == patient_id)
+        .order_by(Prescription.created_at.desc(), Prescription.id.desc())
+    )
+    return paginate(_with_items(stmt), page, limit)
+
+
 def _unknown(index: int, field: str, what: str) -> ValidationFailed:
     message = f"Unknown {what}."
     return ValidationFailed(message, errors={"json": {"items": {str(index): {field: [message]}}}})

@@ -1,6 +1,7 @@
-"""Server-rendered pages: the session-cookie login, `/` (each role to its screen) and the
-waiting-room display. The shared page helpers (CSRF, idempotency keys, errors in the
-clinic's words) are in hms.web.forms; the header's screen links in SCREENS below."""
+"""Server-rendered pages: the session-cookie login and `/` (each role to its screen).
+The shared page helpers (CSRF, idempotency keys, errors in the clinic's words) are in
+hms.web.forms; the header's screen links in SCREENS below. The waiting-room display is
+hms.web.display."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from hms.core.access import current_identity, page, public
 from hms.core.roles import ADMIN, CASHIER, DISPLAY, DOCTOR, RECEPTION, may
 from hms.core.settings import setting
 from hms.errors import TooManyRequests, Unauthorized
-from hms.queue import service as queue
 from hms.staff.service import list_doctors
 from hms.web.forms import FORM_EXPIRED, csrf_ok, csrf_token, form_key
 
@@ -165,15 +165,4 @@ def home():
         several_displays=_route_exists("/display"),
         role_screens=[screen for screen in screens_for(role) if screen[0] != "/"],
         display_only=role == DISPLAY,
-    )
-
-
-@bp.route("/display/<id:doctor_id>")
-@page("queue.read")
-def display(doctor_id: int):
-    """The waiting-room screen of one doctor: always masked, live over the queue stream."""
-    return render_template(
-        "display.html",
-        snapshot=queue.display_snapshot(doctor_id),
-        stream_url=url_for("queue.QueueStreamResource", doctor_id=doctor_id),
     )

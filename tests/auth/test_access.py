@@ -38,6 +38,9 @@ API_MATRIX = {
     "read bills": ({A, R, D, C}, set()),
     "change a staff account": ({A, D}, {D}),
     "any account": ({A, R, D, C, S}, set()),
+    # The staff screens (CONSOLES.md): the doctor's screen is the doctor's own queue, or
+    # any doctor's for an admin.
+    "the doctor's screen": ({A, D}, set()),
 }
 
 REFERENCE = (
@@ -96,6 +99,7 @@ ROUTES = {
     ("GET", "/api/queue/<id:doctor_id>/stream"): "queue snapshot and stream",
     ("GET", "/api/queue/stream"): "queue snapshot and stream",
     ("GET", "/display/<id:doctor_id>"): "queue snapshot and stream",
+    ("GET", "/display"): "queue snapshot and stream",
     ("GET", "/api/appointments/<id:appointment_id>/ticket"): "the patient's ticket link",
     ("GET", "/api/bills"): "read bills",
     ("POST", "/api/bills"): "create bills, add items",
@@ -106,6 +110,13 @@ ROUTES = {
     ("POST", "/api/bills/<id:bill_id>/void"): "refunds, void a bill",
     ("GET", "/api/auth/me"): "any account",
     ("GET", "/"): "any account",
+    ("GET", "/doctor"): "the doctor's screen",
+    ("GET", "/doctor/<id:doctor_id>/room"): "the doctor's screen",
+    ("POST", "/doctor/<id:doctor_id>/next"): "change appointment status",
+    ("POST", "/doctor/appointments/<id:appointment_id>/status"): "change appointment status",
+    ("POST", "/doctor/appointments/<id:appointment_id>/prescriptions"): "write prescriptions",
+    ("GET", "/doctor/medicines"): "read reference data, doctors",
+    ("GET", "/prescriptions/<id:prescription_id>/print"): "read appointments, events, prescriptions",
     # The front desk (hms/web/reception.py): reception and admin, as booking.
     ("GET", "/reception"): "book appointments",
     ("GET", "/reception/patients"): "book appointments",
@@ -125,6 +136,7 @@ PUBLIC_ROUTES = {
     ("POST", "/login"),
     ("POST", "/logout"),
     ("GET", "/static/<path:filename>"),
+    ("GET", "/t/<ticket>"),
     ("GET", "/api/tickets/<ticket>"),
     ("GET", "/api/tickets/<ticket>/stream"),
 }

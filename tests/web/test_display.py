@@ -1,4 +1,5 @@
-"""GET /display/<doctor_id>: the waiting-room page (server-rendered, always masked)."""
+"""GET /display/<doctor_id> and /display?doctors=1,2,3: the waiting-room page
+(server-rendered, always masked; one doctor or several side by side)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,14 @@ def sign_in(client, make_user, role: str = "display") -> None:
     assert res.status_code == 302
 
 
-def initial_snapshot(html: str) -> dict:
-    match = re.search(r'<script type="application/json" id="initial-snapshot">(.*?)</script>', html, re.S)
+def initial_snapshots(html: str) -> list[dict]:
+    match = re.search(r'<script type="application/json" id="initial-snapshots">(.*?)</script>', html, re.S)
     return json.loads(match.group(1))
+
+
+def initial_snapshot(html: str) -> dict:
+    (snapshot,) = initial_snapshots(html)
+    return snapshot
 
 
 def display_script(client) -> str:
@@ -50,7 +56,7 @@ def test_display_is_always_masked(app, client, reception, make_user, role):
     html = res.get_data(as_text=True)
     assert "Meera Rao" in html
     assert "Asha" not in html and "Ravi" not in html and "RT0" not in html  # no names, no MRNs
-    assert re.search(r'<div id="room-token">1</div>\s*<div id="room-initials">A\.K\.</div>', html)
+    assert re.search(r'<div class="room-token">1</div>\s*<div class="room-initials">A\.K\.</div>', html)
     assert re.search(
         r'<li data-token="2" data-priority="NORMAL"><span class="token">2</span>\s*<span class="initials">R\.S\.</span>',
         html,
@@ -133,3 +139,76 @@ def test_a_disabled_display_account_is_sent_back_to_login(app, client, make_user
         forget_identity(user.id)
     assert client.get(f"/display/{doctor.id}").status_code == 302
     assert client.get(f"/api/queue/{doctor.id}/stream").status_code == 401
+
+
+# --- several doctors on one screen --------------------------------------------------------
+
+
+def test_several_doctors_side_by_side_masked_with_clinic_name(app, client, reception, make_user, monkeypatch):
+    monkeypatch.setitem(app.config, "CLINIC_NAME", "Sunrise Clinic")
+    doctors = [make_user("doctor", name=f"Doctor {n}", room=f"Room {n}") for n in "ABC"]
+    for doctor, name in zip(doctors, ("Asha Kumar", "Ravi Shankar", "Uma Iyer"), strict=True):
+        assert (
+            reception.post("/api/appointments", json=booking(make_patient(app, name), doctor.id)).status_code
+            == 201
+        )
+    sign_in(client, make_user, "reception")  # a role that sees names elsewhere: masked here
+    ids = ",".join(str(d.id) for d in doctors)
+    res = client.get(f"/display?doctors={ids},{doctors[0].id}")  # a repeat shows once
+    assert res.status_code == 200
+    html = res.get_data(as_text=True)
+    assert "Sunrise Clinic" in html
+    assert [s["doctor"]["name"] for s in initial_snapshots(html)] == ["Doctor A", "Doctor B", "Doctor C"]
+    assert html.count('class="panel-doctor"') == 3
+    assert re.findall(r'<span class="doctor-room">([^<]*)</span>', html) == ["Room A", "Room B", "Room C"]
+    for doctor in doctors:
+        assert f'data-stream-url="/api/queue/{doctor.id}/stream"' in html
+    assert "Asha" not in html and "Ravi" not in html and "Uma" not in html and "RT0" not in html
+    assert ">Turn on sound</button>" in html
+
+
+def test_the_display_script_chimes_flashes_and_shows_the_room(client, make_user):
+    sign_in(client, make_user)
+    script = display_script(client)
+    assert "createOscillator" in script  # the chime: Web Audio, no sound file
+    assert 'classList.add("called")' in script  # the flash of the called token
+    assert "snapshot.doctor.room" in script
+    assert "localStorage" in script  # "Turn on sound" is remembered
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "words"),
+    [
+        ("", 400, "Choose the doctors to show"),
+        ("?doctors=", 400, "Choose the doctors to show"),
+        ("?doctors=1,abc", 400, "numbers separated by commas"),
+        ("?doctors=-1", 400, "numbers separated by commas"),
+        (f"?doctors={2**31}", 400, "numbers separated by commas"),
+        ("?doctors=" + ",".join(["1"] * 500), 400, "numbers separated by commas"),
+        ("?doctors=999999", 404, "There is no doctor number 999999"),
+    ],
+)
+def test_a_bad_doctor_list_is_refused_in_words(client, make_user, query, status, words):
+    sign_in(client, make_user)
+    res = client.get(f"/display{query}")
+    assert res.status_code == status
+    assert words in res.get_data(as_text=True)
+
+
+def test_at_most_ten_doctors_on_one_screen(client, make_user):
+    """Each doctor takes one of the account's 10 live streams (SSE_MAX_CONNECTIONS_PER_ACCOUNT)."""
+    doctors = [make_user("doctor") for _ in range(11)]
+    sign_in(client, make_user)
+    ids = [str(d.id) for d in doctors]
+    assert client.get(f"/display?doctors={','.join(ids[:10])}").status_code == 200
+    res = client.get(f"/display?doctors={','.join(ids)}")
+    assert res.status_code == 400
+    assert "at most 10 doctors" in res.get_data(as_text=True)
+    assert client.get("/display?doctors=all").status_code == 400  # 11 doctors
+
+
+def test_all_doctors(client, make_user):
+    doctors = [make_user("doctor", name=f"Doctor {n}") for n in "BA"]
+    sign_in(client, make_user)
+    html = client.get("/display?doctors=all").get_data(as_text=True)
+    assert [s["doctor"]["id"] for s in initial_snapshots(html)] == [doctors[1].id, doctors[0].id]

@@ -83,27 +83,27 @@ def test_display_page_shows_a_new_booking_and_recovers_from_a_restart(app, datab
         page.fill("#password", "screen-pass")
         page.click("button[type=submit]")
         page.wait_for_url(f"**/display/{doctor.id}")
-        page.wait_for_selector('#status[data-state="live"]', timeout=5000)
-        assert page.inner_text("#doctor-name") == "Meera Rao"
+        page.wait_for_selector('.status[data-state="live"]', timeout=5000)
+        assert page.inner_text(".doctor-name") == "Meera Rao"
 
         first = book(base, "Asha Kumar")  # within 2 s of the booking's commit:
-        item = page.wait_for_selector(f'#next li[data-token="{first["token"]}"]', timeout=2000)
+        item = page.wait_for_selector(f'ol.next li[data-token="{first["token"]}"]', timeout=2000)
         assert item.inner_text().split()[:2] == ["1", "A.K."]
         assert "Asha" not in page.content()
 
     # The server is gone: the screen says so, and keeps trying.
-    page.wait_for_selector('#status[data-state="reconnecting"]', timeout=5000)
-    assert page.inner_text("#status") == "Reconnecting…"
+    page.wait_for_selector('.status[data-state="reconnecting"]', timeout=5000)
+    assert page.inner_text(".status") == "Reconnecting…"
 
     with run_server(database_url, workers=1, extra_env=env, port=port) as base:
-        page.wait_for_selector('#status[data-state="live"]', timeout=15000)
+        page.wait_for_selector('.status[data-state="live"]', timeout=15000)
         second = book(base, "Ravi Shankar", priority="URGENT")
-        urgent = page.wait_for_selector(f'#next li.urgent[data-token="{second["token"]}"]', timeout=2000)
+        urgent = page.wait_for_selector(f'ol.next li.urgent[data-token="{second["token"]}"]', timeout=2000)
         assert urgent.query_selector(".token").inner_text() == str(second["token"])
         assert urgent.query_selector(".urgent-flag").text_content() == "Urgent"  # in words, not only colour
-        tokens = page.eval_on_selector_all("#next li", "items => items.map(i => i.dataset.token)")
+        tokens = page.eval_on_selector_all("ol.next li", "items => items.map(i => i.dataset.token)")
         assert tokens == [str(second["token"]), str(first["token"])]  # the urgent one first
-        assert page.inner_text("#waiting-count").startswith("2 waiting")
+        assert page.inner_text(".waiting-count").startswith("2 waiting")
         Path("tests/screenshots").mkdir(parents=True, exist_ok=True)
         page.screenshot(path="tests/screenshots/display-urgent.png")
     page.close()
