@@ -1,10 +1,11 @@
 """The waiting-room display: /display/<doctor_id> and /display?doctors=1,2,3.
 
 Any role may open it and it is always masked (initials only), whatever the role. One
-doctor or several side by side, each followed live over its own queue stream (one
-EventSource per doctor, hms/web/static/display.js). Every stream takes one of the
-account's SSE_MAX_CONNECTIONS_PER_ACCOUNT slots (10 by default), so one screen shows
-at most that many doctors; more is refused with a 400 that says so. The screen chimes
+doctor or several side by side, all followed live over ONE stream of their queues
+(/api/queue/stream?doctors=..., hms/web/static/display.js): one of the browser's few
+connections to the host and one of the account's stream slots, whatever the number of
+doctors. One screen shows at most MAX_DOCTORS doctors, to stay readable across the room
+at 1280x720; more is refused with a 400 that says so. The screen chimes
 (Web Audio, after a "Turn on sound" press the browser needs once) and flashes the token
 when a patient is called, marks urgent tokens in words, and shows "Reconnecting…" on a
 doctor whose stream is down.
@@ -28,8 +29,11 @@ def _refused(message: str, status: int):
     return render_template("page_error.html", title="Waiting-room display", message=message), status
 
 
+MAX_DOCTORS = 10  # side by side, still readable across a waiting room at 1280x720
+
+
 def _max_doctors() -> int:
-    return max(1, min(10, int(setting("SSE_MAX_CONNECTIONS_PER_ACCOUNT"))))
+    return MAX_DOCTORS
 
 
 @bp.route("/display/<id:doctor_id>")
@@ -64,9 +68,8 @@ def several():
 
 def _too_many(limit: int):
     return _refused(
-        f"One screen shows at most {limit} doctors (each doctor's live queue uses one of this"
-        f" account's {setting('SSE_MAX_CONNECTIONS_PER_ACCOUNT')} live connections): list the"
-        " doctors to show, e.g. /display?doctors=1,2,3, and split them over two screens.",
+        f"One screen shows at most {limit} doctors, so that it stays readable across the room:"
+        " list the doctors to show, e.g. /display?doctors=1,2,3, and split them over two screens.",
         400,
     )
 
@@ -80,15 +83,11 @@ def _render(doctor_ids: list[int]):
             snapshots.append(queue.display_snapshot(doctor_id))
         except NotFound:
             return _refused(f"There is no doctor number {doctor_id}: check the screen's address.", 404)
-    panels = [
-        {
-            "snapshot": snapshot,
-            "stream_url": url_for("queue.QueueStreamResource", doctor_id=snapshot["doctor"]["id"]),
-        }
-        for snapshot in snapshots
-    ]
+    panels = [{"snapshot": snapshot} for snapshot in snapshots]
+    ids = ",".join(str(snapshot["doctor"]["id"]) for snapshot in snapshots)
     return render_template(
         "display.html",
+        stream_url=url_for("queue.QueuesStreamResource", doctors=ids),
         clinic=setting("CLINIC_NAME"),
         panels=panels,
         snapshots=snapshots,

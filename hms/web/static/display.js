@@ -1,6 +1,6 @@
 // The waiting-room display: one panel per doctor, each rendered from the embedded
-// snapshots and then following that doctor's queue stream (one EventSource per doctor,
-// URL in the panel's data-stream-url). When the token in a room changes, the panel
+// snapshots and then following every doctor's queue on ONE stream (one EventSource,
+// URL in #display's data-stream-url; each snapshot names its doctor). When the token in a room changes, the panel
 // flashes it and the screen chimes (Web Audio: no sound file). Browsers play sound only
 // after a user gesture, so "Turn on sound" must be pressed once; the choice is
 // remembered, and a later load resumes the sound at the first key or click.
@@ -92,14 +92,10 @@
 
   function Panel(section, snapshot) {
     this.section = section;
-    this.url = section.dataset.streamUrl;
     this.statusEl = section.querySelector(".status");
     this.roomToken = null;  // unknown until the first render: no chime on load
-    this.retryDelay = 1000;
-    this.timer = null;
     this.flashTimer = null;
     this.render(snapshot, false);
-    this.connect();
   }
 
   Panel.prototype.render = function (snapshot, live) {
@@ -156,44 +152,57 @@
     this.section.classList.toggle("reconnecting", state !== "live");
   };
 
+  // --- one stream for every panel ---------------------------------------------------------
   // The browser retries a dropped stream by itself (after the server's `retry:` hint),
   // but gives up for good on an HTTP error such as 429 or 503: then we retry, slower
   // each time, and go back to the sign-in page if the session has ended.
-  Panel.prototype.retryLater = function () {
-    var self = this;
-    clearTimeout(self.timer);
-    self.timer = setTimeout(function () {
+
+  var panels = {};  // doctor id -> Panel
+  var retryDelay = 1000;
+  var timer = null;
+
+  function setState(state) {
+    Object.keys(panels).forEach(function (id) { panels[id].setState(state); });
+  }
+
+  function retryLater() {
+    clearTimeout(timer);
+    timer = setTimeout(function () {
       fetch("/api/auth/me", { credentials: "same-origin" }).then(function (res) {
         if (res.status === 401) {
           window.location.href = "/login?next=" + encodeURIComponent(window.location.pathname + window.location.search);
         } else {
-          self.connect();
+          connect();
         }
-      }, function () { self.connect(); });
-    }, self.retryDelay);
-    self.retryDelay = Math.min(self.retryDelay * 2, 30000);
-  };
+      }, connect);
+    }, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 30000);
+  }
 
-  Panel.prototype.connect = function () {
-    var self = this;
-    var source = new EventSource(self.url, { withCredentials: true });
-    source.onopen = function () { self.setState("live"); };
+  function connect() {
+    var source = new EventSource(document.getElementById("display").dataset.streamUrl, { withCredentials: true });
+    source.onopen = function () { setState("live"); };
     source.addEventListener("queue", function (event) {
-      self.render(JSON.parse(event.data), true);
-      self.setState("live");
-      self.retryDelay = 1000;
+      var snapshot = JSON.parse(event.data);
+      var panel = panels[String(snapshot.doctor.id)];
+      if (panel) panel.render(snapshot, true);
+      setState("live");
+      retryDelay = 1000;
     });
     source.onerror = function () {
-      self.setState("reconnecting");
+      setState("reconnecting");
       if (source.readyState === EventSource.CLOSED) {
         source.close();
-        self.retryLater();
+        retryLater();
       }
     };
-  };
+  }
 
   var snapshots = JSON.parse(document.getElementById("initial-snapshots").textContent);
   var sections = document.querySelectorAll(".panel-doctor");
-  snapshots.forEach(function (snapshot, index) { new Panel(sections[index], snapshot); });
+  snapshots.forEach(function (snapshot, index) {
+    panels[String(snapshot.doctor.id)] = new Panel(sections[index], snapshot);
+  });
+  connect();
   showSound();
 })();
