@@ -1,7 +1,7 @@
 """Ended page sessions: a sign-out holds across a cache flush or a Redis restart
 
 Revision ID: 7d3e4f5a6b72
-Revises: 5b1c2e7d9a40
+Revises: 6c2d3e4f5a61
 Create Date: 2026-12-03 16:00:00.000000
 
 """
@@ -13,7 +13,7 @@ import hms.core.types
 
 # revision identifiers, used by Alembic.
 revision = '7d3e4f5a6b72'
-down_revision = '5b1c2e7d9a40'
+down_revision = '6c2d3e4f5a61'
 branch_labels = None
 depends_on = None
 
