@@ -65,6 +65,7 @@ def _clean_state(request):
         return
     app = request.getfixturevalue("app")
     from hms.auth.service import VERIFIED_TOKENS_KEY, local_identities
+    from hms.auth.throttle import sign_in_throttle
     from hms.extensions import cache, db, limiter
 
     with app.app_context():
@@ -80,6 +81,7 @@ def _clean_state(request):
         local_identities.clear()
         app.extensions.pop(VERIFIED_TOKENS_KEY, None)
         limiter.reset()
+        sign_in_throttle.reset()  # its own in-memory counts, used while Redis is down
 
 
 @pytest.fixture

@@ -90,6 +90,13 @@ class SignInThrottle:
         except reservation.storage.base_exceptions:
             self._went_down()
 
+    def reset(self) -> None:
+        """Forget every count and any outage seen (tests: between one test and the next)."""
+        with self._lock:
+            if self._memory is not None:
+                self._memory.reset()
+            self._shared_down, self._next_try, self._counted_in_memory = False, 0.0, 0
+
     def _memory_storage(self) -> MemoryStorage:
         with self._lock:
             if self._memory is None:

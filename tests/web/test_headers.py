@@ -62,7 +62,7 @@ def test_the_display_script_and_styles_are_served_by_hms(client, signed_in, make
         assert res.status_code == 200, asset
         assert res.mimetype in ("text/javascript", "application/javascript", "text/css"), asset
     assert re.search(r'<script src="/static/display\.js', html)
-    assert f'data-stream-url="/api/queue/{doctor.id}/stream"' in html
+    assert f'data-stream-url="/api/queue/stream?doctors={doctor.id}"' in html
 
 
 def test_the_swagger_ui_may_not_be_framed_and_runs_hms_s_own_scripts_only(client):

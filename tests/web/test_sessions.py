@@ -115,18 +115,19 @@ def test_sign_out_holds_across_a_cache_flush(app, client, make_user):
     user = make_user("reception", password="pw-123456")
     form_login(client, user.username, "pw-123456")
     stolen = session_cookie(client)
-    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/reception")})
     with app.app_context():
         cache.clear()
     client.set_cookie(COOKIE, stolen)
-    assert client.get("/").status_code == 302
+    signed_out = client.get("/reception")
+    assert signed_out.status_code == 302 and "/login" in signed_out.headers["Location"]
     assert client.get("/api/auth/me").status_code == 401
     # And a live session is not affected by the flush.
     other = app.test_client()
     form_login(other, user.username, "pw-123456")
     with app.app_context():
         cache.clear()
-    assert other.get("/").status_code == 200
+    assert other.get("/reception").status_code == 200
 
 
 def test_ended_sessions_are_kept_until_they_would_have_expired(app, make_user, monkeypatch):
