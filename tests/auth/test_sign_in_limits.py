@@ -80,10 +80,10 @@ def test_a_successful_sign_in_uses_up_no_attempt(app, client, make_user):
     assert api_login(client, user.username, "wrong").status_code == 429
 
 
-def test_successful_sign_ins_are_limited_per_client_too(app, client, make_user):
+def test_successful_sign_ins_are_limited_per_client_too(app, client, make_user, monkeypatch):
     """Each sign-in costs a password check: a client signing in in a loop is refused, in
     words, after LOGIN_SUCCESS_LIMIT_PER_CLIENT; another client is not."""
-    app.config["LOGIN_SUCCESS_LIMIT_PER_CLIENT"] = "6 per minute"
+    monkeypatch.setitem(app.config, "LOGIN_SUCCESS_LIMIT_PER_CLIENT", "6 per minute")
     users = [make_user("reception", password="right-pass") for _ in range(2)]
     for n in range(6):
         assert api_login(client, users[n % 2].username, "right-pass").status_code == 200
@@ -96,8 +96,8 @@ def test_successful_sign_ins_are_limited_per_client_too(app, client, make_user):
     assert api_login(client, users[0].username, "right-pass", address="10.0.0.2").status_code == 200
 
 
-def test_failures_do_not_use_up_the_success_limit(app, client, make_user):
-    app.config["LOGIN_SUCCESS_LIMIT_PER_CLIENT"] = "2 per minute"
+def test_failures_do_not_use_up_the_success_limit(app, client, make_user, monkeypatch):
+    monkeypatch.setitem(app.config, "LOGIN_SUCCESS_LIMIT_PER_CLIENT", "2 per minute")
     user = make_user("reception", password="right-pass")
     for _ in range(4):
         assert api_login(client, user.username, "wrong").status_code == 401
