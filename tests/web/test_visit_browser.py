@@ -48,6 +48,24 @@ def assert_not_reloaded(page, name: str) -> None:
     assert page.evaluate("window.__notReloaded === true"), f"{name} reloaded instead of updating live"
 
 
+def hold_the_flash_at_its_peak(page) -> None:
+    """Pause the display's flash with the called panel inverted (yellow), so that axe
+    checks the colours a patient sees at the flash's peak, not whichever frame it lands on."""
+    held = page.evaluate(
+        """() => document.getAnimations()
+            .filter(a => a.effect.target.closest('.now.called'))
+            .map(a => { a.pause(); a.currentTime = a.effect.getComputedTiming().duration / 2; return 1; })
+            .length"""
+    )
+    assert held >= 2, "the called panel does not flash"
+    background = page.eval_on_selector(".now.called", "n => getComputedStyle(n).backgroundColor")
+    assert background == "rgb(255, 209, 102)", background
+
+
+def resume_animations(page) -> None:
+    page.evaluate("() => document.getAnimations().forEach(a => a.play())")
+
+
 def test_one_visit_across_reception_doctor_display_and_ticket(app, database_url, make_user, browser):  # noqa: F811
     expect = pytest.importorskip("playwright.sync_api").expect
     doctor = make_user("doctor", name="Dr Meera Rao", room="Room 3", password=PASSWORD)
@@ -209,8 +227,11 @@ def test_one_visit_across_reception_doctor_display_and_ticket(app, database_url,
         expect(ticket.locator("#ticket")).to_have_class(re.compile(r"\bturn\b"))
         expect(ticket.locator("#now-serving")).to_have_text("1")
         assert_not_reloaded(ticket, "the ticket page")
-        assert_accessible(tv, "display: called")
         shot(tv, "display")
+        assert_accessible(tv, "display: called")
+        hold_the_flash_at_its_peak(tv)
+        assert_accessible(tv, "display: called, at the flash's peak")
+        resume_animations(tv)
 
         # 6. Prescription: the medicine found by its generic name; Dose, Frequency, Duration.
         room.fill("#line-1-search", "paracetamol")
