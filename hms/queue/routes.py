@@ -11,7 +11,6 @@ from hms.core.roles import sees_masked_queue
 from hms.core.time import clinic_today
 from hms.queue import service
 from hms.queue.schemas import MAX_STREAM_DOCTORS, QueueQuery, QueueSnapshotSchema, QueuesStreamQuery
-from hms.realtime.multi import multi_sse_response
 from hms.realtime.stream import sse_response
 
 blp = Blueprint("queue", __name__, url_prefix="/api", description="The queue, and its live stream")
@@ -103,5 +102,6 @@ class QueuesStreamResource(MethodView):
     @blp.alt_response(429, description="A doctor's or the account's stream limit is full")
     def get(self, query):
         """Follow several doctors' queues live on one stream (Server-Sent Events)"""
-        stream = service.open_queues_stream(query["doctors"], current_identity(), current_session_id())
-        return multi_sse_response(stream)
+        return sse_response(
+            service.open_queues_stream(query["doctors"], current_identity(), current_session_id())
+        )

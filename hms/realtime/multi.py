@@ -25,13 +25,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from flask import Flask, Response, has_request_context, request
+from flask import Flask
 
 from hms.errors import TooManyRequests
 from hms.realtime.broker import Broker, QueueBroker, Subscription, Wakeup
 from hms.realtime.limiter import InProcessSlots, Lease, RedisSlots, StreamSlots, Topic, lease_ttl_seconds
 from hms.realtime.memo import Encoded, SnapshotMemo, retry_line
-from hms.realtime.stream import BUILD_RETRY_SECONDS, CLOSING, PING, SSE_HEADERS, WATCH
+from hms.realtime.stream import BUILD_RETRY_SECONDS, CLOSING, PING, WATCH, SseBody, watch_client
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Part:
         self.sent_version, self.sent_date = first.version, first.date
 
 
-class MultiStream:
+class MultiStream(SseBody):
     """Several topics' events on one connection; itself the response body (bytes)."""
 
     def __init__(
@@ -104,22 +104,6 @@ class MultiStream:
             self.slots.release(self.lease)
         except Exception:  # noqa: BLE001 - an unreleased lease expires by itself
             log.warning("multi-topic stream lease not released", exc_info=True)
-
-    def __iter__(self) -> MultiStream:
-        return self
-
-    def __next__(self) -> bytes:
-        if self._closed:
-            raise StopIteration
-        try:
-            chunk = self._next_chunk()
-        except BaseException:
-            self.close()
-            raise
-        if chunk is None:
-            self.close()
-            raise StopIteration
-        return chunk
 
     def _next_chunk(self) -> bytes | None:
         if self._opening is not None:
@@ -234,11 +218,5 @@ def open_multi_stream(
         memo=broker.memo,
         heartbeat_seconds=heartbeat,
     )
-    WATCH.add(stream, request.environ.get("gunicorn.socket") if has_request_context() else None)
+    watch_client(stream)
     return stream
-
-
-def multi_sse_response(stream: MultiStream) -> Response:
-    response = Response(stream, mimetype="text/event-stream", headers=SSE_HEADERS, direct_passthrough=True)
-    response.call_on_close(stream.close)
-    return response

@@ -40,7 +40,7 @@ import time
 import weakref
 from collections.abc import Callable
 
-from flask import Response
+from flask import Response, has_request_context, request
 
 from hms.realtime.broker import Broker, Subscription, Wakeup
 from hms.realtime.limiter import InProcessSlots, Lease, RedisSlots
@@ -64,7 +64,31 @@ WATCH_SECONDS = 0.5
 _GONE_EVENTS = getattr(select, "EPOLLRDHUP", 0x2000)
 
 
-class Stream:
+class SseBody:
+    """A stream as the WSGI response body: an iterator of byte chunks, closed (its lease
+    and mailboxes given back) whichever way it ends. Subclasses give `_next_chunk` (None:
+    the stream ends), `close` and a `_closed` flag."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> SseBody:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._closed:
+            raise StopIteration
+        try:
+            chunk = self._next_chunk()
+        except BaseException:
+            self.close()
+            raise
+        if chunk is None:
+            self.close()
+            raise StopIteration
+        return chunk
+
+
+class Stream(SseBody):
     """Everything one open stream needs; the stream itself is the response body."""
 
     __slots__ = (
@@ -160,24 +184,6 @@ class Stream:
             min_version=wakeup.changes.get(day) if not wakeup.recheck else None,
             since=wakeup.since if wakeup.recheck else None,
         )
-
-    # -- the response body ------------------------------------------------------------
-
-    def __iter__(self) -> Stream:
-        return self
-
-    def __next__(self) -> bytes:
-        if self._closed:
-            raise StopIteration
-        try:
-            chunk = self._next_chunk()
-        except BaseException:
-            self.close()
-            raise
-        if chunk is None:
-            self.close()
-            raise StopIteration
-        return chunk
 
     def _next_chunk(self) -> bytes | None:
         """The next bytes to write, or None when the stream ends. Each call resumes where
@@ -327,7 +333,13 @@ class StreamWatch:
 WATCH = StreamWatch()
 
 
-def sse_response(stream: Stream) -> Response:
+def watch_client(stream: SseBody) -> None:
+    """Let the watcher end `stream` when the request's client goes away (its socket, when
+    the server hands it over: gunicorn's environ["gunicorn.socket"])."""
+    WATCH.add(stream, request.environ.get("gunicorn.socket") if has_request_context() else None)
+
+
+def sse_response(stream: SseBody) -> Response:
     # The stream is the WSGI body as is (bytes, closed by the server): no encoding
     # generator or closing wrapper per stream.
     response = Response(stream, mimetype="text/event-stream", headers=SSE_HEADERS, direct_passthrough=True)

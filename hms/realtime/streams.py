@@ -19,7 +19,7 @@ from hms.errors import TooManyRequests
 from hms.realtime.broker import QueueBroker
 from hms.realtime.limiter import StreamSlots, Topic, lease_ttl_seconds
 from hms.realtime.memo import Encoded
-from hms.realtime.stream import WATCH, Stream
+from hms.realtime.stream import Stream, watch_client
 
 
 def open_stream(
@@ -84,5 +84,5 @@ def open_stream(
         heartbeat_seconds=heartbeat,
         retry_ms=int(config["SSE_RETRY_MS"]),
     )
-    WATCH.add(stream, request.environ.get("gunicorn.socket") if has_request_context() else None)
+    watch_client(stream)
     return stream
