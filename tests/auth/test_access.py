@@ -41,6 +41,7 @@ API_MATRIX = {
     # The staff screens (CONSOLES.md): the doctor's screen is the doctor's own queue, or
     # any doctor's for an admin.
     "the doctor's screen": ({A, D}, set()),
+    "the admin's console": ({A}, set()),
 }
 
 REFERENCE = (
@@ -125,6 +126,19 @@ ROUTES = {
     ("POST", "/reception/appointments/<id:appointment_id>/status"): "book appointments",
     ("GET", "/reception/no-shows"): "book appointments",
     ("GET", "/reception/slip/<id:appointment_id>"): "book appointments",
+    # The administrator's console (hms/web/admin.py, admin_reference.py): admin only.
+    ("GET", "/admin"): "the admin's console",
+    ("GET", "/admin/staff"): "staff accounts, reference-data writes",
+    ("POST", "/admin/staff"): "staff accounts, reference-data writes",
+    ("GET", "/admin/staff/<id:staff_id>"): "staff accounts, reference-data writes",
+    ("POST", "/admin/staff/<id:staff_id>"): "staff accounts, reference-data writes",
+    ("POST", "/admin/staff/<id:staff_id>/active"): "staff accounts, reference-data writes",
+    ("POST", "/admin/staff/<id:staff_id>/password"): "staff accounts, reference-data writes",
+    ("GET", "/admin/reference/<name>"): "staff accounts, reference-data writes",
+    ("POST", "/admin/reference/<name>"): "staff accounts, reference-data writes",
+    ("GET", "/admin/reference/<name>/<id:item_id>"): "staff accounts, reference-data writes",
+    ("POST", "/admin/reference/<name>/<id:item_id>"): "staff accounts, reference-data writes",
+    ("POST", "/admin/reference/<name>/<id:item_id>/delete"): "staff accounts, reference-data writes",
 }
 PUBLIC_ROUTES = {
     ("POST", "/api/auth/token"),
