@@ -44,7 +44,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="template
 PAGE_SIZE = 20
 CHOICES_SHOWN = 100  # departments and specializations offered in the pickers
 DOCTORS_SHOWN = 100  # waiting-room display links on the home page
-_DIGITS = re.compile(r"^\d{1,9}$")
+DIGITS = re.compile(r"^\d{1,9}$")
 _PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read out loud
 RESET_PASSWORD_LENGTH = 12
 # The catalogues' names on the screens (hms.web.admin_reference), by resource.
@@ -143,7 +143,7 @@ def expired():
 
 def page_number() -> int:
     raw = request.args.get("page", "1")
-    return min(int(raw), 100_000) if _DIGITS.fullmatch(raw) and int(raw) > 0 else 1
+    return min(int(raw), 100_000) if DIGITS.fullmatch(raw) and int(raw) > 0 else 1
 
 
 def pages(meta: dict) -> dict:
@@ -157,7 +157,7 @@ def form_id(form, name: str) -> int | str | None:
     value = form.get(name, "").strip()
     if not value:
         return None
-    return int(value) if _DIGITS.fullmatch(value) else value
+    return int(value) if DIGITS.fullmatch(value) else value
 
 
 # --- home ------------------------------------------------------------------------------

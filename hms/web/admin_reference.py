@@ -27,7 +27,7 @@ from hms.reference import service as reference
 from hms.reference.schemas import schemas_for
 from hms.reference.service import RESOURCES, Resource
 from hms.web.admin import CATALOGUE_TITLES as TITLES
-from hms.web.admin import LABELS, PAGE_SIZE, FormState, expired, page_number, pages, refused
+from hms.web.admin import DIGITS, LABELS, PAGE_SIZE, FormState, expired, page_number, pages, refused
 from hms.web.forms import FORM_EXPIRED, csrf_ok, form_key, posted_key
 
 bp = Blueprint("admin_reference", __name__, url_prefix="/admin/reference", template_folder="templates")
@@ -100,7 +100,6 @@ def _list_page(
 ):
     q = request.args.get("q", "").replace("\x00", "").strip()[:100]
     listing = reference.list_items(resource, q=q or None, page=page_number(), limit=PAGE_SIZE)
-    done = request.args.get("done")
     return (
         render_template(
             "admin/reference.html",
@@ -114,10 +113,18 @@ def _list_page(
             q=q,
             add=add or FormState(),
             message=message,
-            notice={"added": "Added.", "deleted": "Deleted.", "saved": "Changes saved."}.get(done or ""),
+            notice=_notice(resource, request.args.get("done", ""), request.args.get("item", "")),
         ),
         status,
     )
+
+
+def _notice(resource: Resource, done: str, item_id: str) -> str | None:
+    """What the last change did, for the line above the list (PRG: from the query)."""
+    if done == "added" and DIGITS.fullmatch(item_id):
+        found = _item(resource, int(item_id))
+        return f"Added {found[resource.search_column]}." if found else "Added."
+    return {"added": "Added.", "deleted": "Deleted.", "saved": "Changes saved."}.get(done)
 
 
 @bp.route("/<name>")
@@ -140,7 +147,7 @@ def add(name: str):
         return _list_page(resource, status=400, add=state)
     try:
         data = SCHEMAS[name].create().load(_body(resource, request.form, creating=True))
-        run_once(
+        answer = run_once(
             "reference.create",
             resource.name,
             data,
@@ -153,7 +160,7 @@ def add(name: str):
     except (ma.ValidationError, HMSError) as error:
         status = error.status_code if isinstance(error, HMSError) else 422
         return _list_page(resource, status=status, add=_refusal(resource, state, error))
-    return redirect(url_for("admin_reference.catalogue", name=name, done="added"))
+    return redirect(url_for("admin_reference.catalogue", name=name, done="added", item=answer.body["id"]))
 
 
 def _edit_page(

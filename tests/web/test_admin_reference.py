@@ -52,8 +52,11 @@ def test_each_catalogue_adds_edits_and_deletes(client, make_user, admin, name):
     sign_in(client, make_user)
     first, changed = CATALOGUES[name]
     res, _ = add(client, name, **first)
-    assert res.status_code == 302 and res.headers["Location"] == f"/admin/reference/{name}?done=added"
-    assert "Added." in client.get(res.headers["Location"]).get_data(as_text=True)
+    assert res.status_code == 302 and res.headers["Location"].startswith(
+        f"/admin/reference/{name}?done=added&item="
+    )
+    shown = next(iter(first.values()))
+    assert f"Added {shown}." in client.get(res.headers["Location"]).get_data(as_text=True)
     [row] = rows(admin, name)
     for field, value in first.items():
         expected = f"{value}.00" if field in ("price", "unit_price") else value
