@@ -95,6 +95,7 @@ ADMIN_WORDS: tuple[tuple[str, str], ...] = (
     ("Your own account changed", "Your own account changed meanwhile: sign in again"),
     ("No staff member with this id", "This account no longer exists"),
 )
+USERNAME_TAKEN = "This username is taken: choose another"
 KEY_USED = "This form was already sent with other values; it is reset: fill it in again."
 
 
@@ -200,7 +201,6 @@ def _staff_page(*, status: int = 200, create: FormState | None = None):
             department_names={d["id"]: d["name"] for d in departments},
             specializations=_choices("specializations"),
             create=create or FormState(values={"is_available": "on"}),
-            added=request.args.get("added"),
         ),
         status,
     )
@@ -246,16 +246,10 @@ def staff_create():
         if data["role"] == DOCTOR:
             data["is_available"] = request.form.get("is_available") == "on"
         answer = staff.create_staff_once(data, current_identity(), key)
-    except IntegrityError:  # the username taken by a submit racing this one
-        state.errors = {"username": "This username is taken: choose another"}
-        state.message = "Username: this username is taken: choose another."
+    except (Conflict, IntegrityError):  # the one conflict: the username (IntegrityError: a race)
+        state.errors = {"username": USERNAME_TAKEN}
+        state.message = f"Username: {USERNAME_TAKEN}."
         return _staff_page(status=409, create=state)
-    except Conflict as error:
-        if error.message.startswith("The username"):
-            state.errors = {"username": "This username is taken: choose another"}
-            state.message = "Username: this username is taken: choose another."
-            return _staff_page(status=409, create=state)
-        return _staff_page(status=409, create=refused(state, error))
     except (ma.ValidationError, HMSError) as error:
         status = error.status_code if isinstance(error, HMSError) else 422
         return _staff_page(status=status, create=refused(state, error))

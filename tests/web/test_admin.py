@@ -156,6 +156,18 @@ def test_a_double_submit_adds_one_account(app, client, make_user):
     assert staff_count(app) == before + 1
 
 
+def test_a_used_form_sent_again_with_other_values_is_reset(app, client, make_user):
+    sign_in(client, make_user)
+    data = new_staff(client)
+    assert client.post("/admin/staff", data=data).status_code == 302
+    res = client.post("/admin/staff", data={**data, "username": "someone", "name": "Someone Else"})
+    assert res.status_code == 422
+    html = res.get_data(as_text=True)
+    assert "This form was already sent with other values" in html
+    assert data["idempotency_key"] not in html  # a fresh key for the fresh form
+    assert account(app, "someone") is None
+
+
 def test_without_the_csrf_token_nothing_is_written(app, client, make_user):
     admin_user = sign_in(client, make_user)
     other = make_user("reception", password="old-password-1")
