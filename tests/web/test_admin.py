@@ -368,3 +368,20 @@ def test_the_staff_list_costs_the_same_statements_with_more_rows(app, client, ma
     with count_queries() as many:
         assert client.get("/admin/staff").status_code == 200
     assert many.count == few.count
+
+
+def test_a_receptionist_s_name_and_department_change(app, client, make_user, admin):
+    department = add_department(admin, "Front Office")
+    sign_in(client, make_user)
+    user = make_user("reception", name="Lata Desk")
+    page = form_of(client, f"/admin/staff/{user.id}")
+    assert "Consultation fee" not in page["html"]  # doctors only
+    data = {"csrf_token": page["csrf_token"], "name": "Lata Menon", "department_id": str(department)}
+    assert client.post(f"/admin/staff/{user.id}", data=data).status_code == 302
+    changed = account(app, user.username)
+    assert (changed.name, changed.department_id) == ("Lata Menon", department)
+    listing = client.get("/admin/staff?q=lata").get_data(as_text=True)
+    assert "Lata Menon" in listing and "Front Office" in listing
+    res = client.post(f"/admin/staff/{user.id}", data={**data, "room": "Room 1", "name": ""})
+    assert res.status_code == 422
+    assert 'id="edit-name-error">Fill this in<' in res.get_data(as_text=True)
