@@ -35,6 +35,8 @@ from hms.queue.ticket_routes import blp as tickets
 from hms.reference.routes import blp as reference
 from hms.reports.routes import blp as reports
 from hms.staff.routes import blp as staff
+from hms.web.admin import bp as admin_console
+from hms.web.admin_reference import bp as admin_reference
 from hms.web.display import bp as display
 from hms.web.doctor import bp as doctor_screen
 from hms.web.prints import bp as prints
@@ -145,5 +147,13 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(ops)
     app.register_blueprint(web)
     app.register_blueprint(reception)
-    for page_blueprint in (display, doctor_screen, prints, ticket_page, reports_page):
+    for page_blueprint in (
+        display,
+        doctor_screen,
+        prints,
+        ticket_page,
+        reports_page,
+        admin_console,
+        admin_reference,
+    ):
         app.register_blueprint(page_blueprint)

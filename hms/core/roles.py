@@ -53,6 +53,7 @@ MATRIX: Mapping[str, frozenset[str]] = MappingProxyType(
         "screens.doctor": _roles(ADMIN, DOCTOR),  # the doctor's screen (admin: any doctor's)
         "reports.read": _roles(ADMIN),  # the day-end reports and the reports page
         "reports.cash_up": _roles(ADMIN, CASHIER),  # a cashier: their own cash-up only
+        "screens.admin": _roles(ADMIN),  # the administrator's console (/admin)
     }
 )
 

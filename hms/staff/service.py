@@ -25,6 +25,7 @@ from sqlalchemy.orm import joinedload, load_only
 from hms.auth.models import User
 from hms.auth.service import Identity, forget_identity, hash_password
 from hms.core.cache import bump_generation, cached, cached_in_generation, generation
+from hms.core.idempotency import StoredResponse, run_once
 from hms.core.pagination import paginate
 from hms.core.roles import DOCTOR, may, own_records_only
 from hms.core.settings import setting
@@ -56,11 +57,37 @@ _UPDATABLE = (
 
 def create_staff(data: dict[str, Any]) -> User:
     """Create an account; 422 for unknown references, 409 for a taken username."""
+    return _create_staff(data, hash_password(data["password"]))  # slow: before the transaction
+
+
+def create_staff_once(
+    data: dict[str, Any], identity: Identity, idempotency_key: str | None
+) -> StoredResponse:
+    """Create an account at most once per idempotency key of the caller (the admin's
+    console: a double submit of one rendered form makes one account, and answers its
+    {id, username, name, role} again). The password is hashed before the key's
+    transaction begins (a slow hash must not hold it open) and left out of the key's
+    fingerprint, which is stored: a replay is recognised by the other fields."""
+    password_hash = hash_password(data["password"])
+    return run_once(
+        "staff.create",
+        None,
+        {name: value for name, value in data.items() if name != "password"},
+        user_id=identity.id,
+        key=idempotency_key,
+        work=lambda _uow: _created(_create_staff(data, password_hash)),
+    )
+
+
+def _created(user: User) -> dict:
+    return {"id": user.id, "username": user.username, "name": user.name, "role": user.role}
+
+
+def _create_staff(data: dict[str, Any], password_hash: str) -> User:
     role = data["role"]
     doctor_fields = _doctor_fields(role, dict.fromkeys(DOCTOR_ONLY_FIELDS), data)
     username = data["username"]
     taken = f"The username {username!r} is taken."
-    password_hash = hash_password(data["password"])  # slow: before the transaction begins
     with unit_of_work(conflict=taken) as uow:
         _check_references(data.get("department_id"), doctor_fields["specialization_id"])
         if db.session.scalar(select(User.id).where(User.username == username)) is not None:
@@ -71,6 +98,7 @@ def create_staff(data: dict[str, Any]) -> User:
             name=data["name"],
             role=role,
             department_id=data.get("department_id"),
+            is_available=data.get("is_available", True),
             **doctor_fields,
         )
         db.session.add(user)

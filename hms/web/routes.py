@@ -27,12 +27,12 @@ SCREENS: tuple[tuple[str, str, str], ...] = (
     ("/reception", "Reception", "appointments.book"),
     ("/doctor", "Doctor", "prescriptions.write"),
     ("/cashier", "Cashier", "bills.pay"),
-    ("/admin", "Admin", "staff.manage"),
+    ("/admin", "Admin", "screens.admin"),
     ("/", "Home", "signed_in"),
 )
 # Where `/` sends each role (its own screen); a role not listed, or whose screen is not
 # built yet, gets the index of the screens it may use.
-HOME_SCREEN = {RECEPTION: "/reception", DOCTOR: "/doctor", CASHIER: "/cashier"}
+HOME_SCREEN = {RECEPTION: "/reception", DOCTOR: "/doctor", CASHIER: "/cashier", ADMIN: "/admin"}
 _DOCTOR_SCREEN_ROLES = {DOCTOR, ADMIN}
 
 

@@ -44,6 +44,7 @@ API_MATRIX = {
     # API.md's "Reports (admin)": admin only; a cashier may read their own cash-up.
     "reports": ({A}, set()),
     "a cashier's cash-up": ({A, C}, {C}),
+    "the admin's console": ({A}, set()),
 }
 
 REFERENCE = (
@@ -133,6 +134,19 @@ ROUTES = {
     ("GET", "/api/reports/receivables"): "reports",
     ("GET", "/api/reports/cash-up"): "a cashier's cash-up",
     ("GET", "/admin/reports"): "reports",
+    # The administrator's console (hms/web/admin.py, admin_reference.py): admin only.
+    ("GET", "/admin"): "the admin's console",
+    ("GET", "/admin/staff"): "staff accounts, reference-data writes",
+    ("POST", "/admin/staff"): "staff accounts, reference-data writes",
+    ("GET", "/admin/staff/<id:staff_id>"): "staff accounts, reference-data writes",
+    ("POST", "/admin/staff/<id:staff_id>"): "staff accounts, reference-data writes",
+    ("POST", "/admin/staff/<id:staff_id>/active"): "staff accounts, reference-data writes",
+    ("POST", "/admin/staff/<id:staff_id>/password"): "staff accounts, reference-data writes",
+    ("GET", "/admin/reference/<name>"): "staff accounts, reference-data writes",
+    ("POST", "/admin/reference/<name>"): "staff accounts, reference-data writes",
+    ("GET", "/admin/reference/<name>/<id:item_id>"): "staff accounts, reference-data writes",
+    ("POST", "/admin/reference/<name>/<id:item_id>"): "staff accounts, reference-data writes",
+    ("POST", "/admin/reference/<name>/<id:item_id>/delete"): "staff accounts, reference-data writes",
 }
 PUBLIC_ROUTES = {
     ("POST", "/api/auth/token"),

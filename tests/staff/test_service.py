@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import update
 
 from hms.auth.service import Identity
+from hms.errors import Conflict, ValidationFailed
 
 
 def fees(app, doctor_id):
@@ -105,8 +107,6 @@ def test_a_load_that_raced_a_write_is_never_served(app, make_user):
 
 def test_update_staff_rejects_a_caller_disabled_meanwhile(app, make_user):
     """Two admins disabling each other at once: the second finds itself disabled (409)."""
-    import pytest
-
     from hms.errors import Conflict
     from hms.staff.service import update_staff
 
@@ -156,3 +156,67 @@ def test_a_renamed_doctors_queues_are_announced_with_the_new_profile(app, make_u
         announced.clear()
         update_staff(doc.id, {"name": "Dr New"}, admin_identity(admin))
     assert announced == ["Dr New"]
+
+
+# --- create_staff_once: the admin's console adds one account per rendered form ----------
+
+
+def _create_once(app, admin_user, key, **fields):
+    from hms.staff.service import create_staff_once
+
+    data = {"username": "asha", "password": "front-desk-1", "name": "Asha Rao", "role": "reception", **fields}
+    with app.app_context():
+        return create_staff_once(data, admin_identity(admin_user), key)
+
+
+def _accounts(app, username):
+    from sqlalchemy import func, select
+
+    from hms.auth.models import User
+    from hms.extensions import db
+
+    with app.app_context():
+        return db.session.scalar(select(func.count()).where(User.username == username))
+
+
+def test_create_staff_once_replays_the_first_answer(app, make_user):
+    admin_user = make_user("admin")
+    first = _create_once(app, admin_user, "key-0123456789abcdef")
+    again = _create_once(app, admin_user, "key-0123456789abcdef")
+    assert first.status == 201 and not first.replayed
+    assert again.replayed and again.body == first.body
+    assert first.body == {"id": first.body["id"], "username": "asha", "name": "Asha Rao", "role": "reception"}
+    assert _accounts(app, "asha") == 1
+
+
+def test_create_staff_once_keeps_no_password_in_the_key_record(app, make_user):
+    from sqlalchemy import select
+
+    from hms.core.idempotency import fingerprint
+    from hms.core.models import IdempotencyRecord
+    from hms.extensions import db
+
+    admin_user = make_user("admin")
+    _create_once(app, admin_user, "key-0123456789abcdef")
+    with app.app_context():
+        record = db.session.scalar(select(IdempotencyRecord))
+        assert "front-desk-1" not in (record.response_body or "")
+        without = {"username": "asha", "name": "Asha Rao", "role": "reception"}
+        assert record.fingerprint == fingerprint("staff.create", None, without)
+
+
+def test_create_staff_once_with_another_body_under_the_key_is_refused(app, make_user):
+    admin_user = make_user("admin")
+    _create_once(app, admin_user, "key-0123456789abcdef")
+    with pytest.raises(ValidationFailed):
+        _create_once(app, admin_user, "key-0123456789abcdef", username="someone-else")
+    assert _accounts(app, "someone-else") == 0
+
+
+def test_create_staff_once_a_taken_username_records_nothing(app, make_user):
+    admin_user = make_user("admin")
+    make_user("reception", username="asha")
+    with pytest.raises(Conflict):
+        _create_once(app, admin_user, "key-0123456789abcdef")
+    # The refusal stored nothing: the key may be used again with a free username.
+    assert _create_once(app, admin_user, "key-0123456789abcdef", username="asha2").status == 201

@@ -93,14 +93,14 @@ def test_logout_without_the_csrf_token_is_refused(client, make_user):
     form_login(client, user.username, "pw")
     for data in ({}, {"csrf_token": "forged"}):
         assert client.post("/logout", data=data).status_code == 400
-        assert client.get("/").status_code == 200  # still signed in
+        assert client.get("/admin").status_code == 200  # still signed in
 
 
 def test_logout_is_post_only(client):
     assert client.get("/logout").status_code == 405
 
 
-@pytest.mark.parametrize("path", ["/login", "/"])
+@pytest.mark.parametrize("path", ["/login", "/admin"])
 def test_forms_carry_the_csrf_token(client, make_user, path):
     user = make_user("admin", password="pw")
     form_login(client, user.username, "pw")
