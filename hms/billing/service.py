@@ -24,6 +24,7 @@ from sqlalchemy.orm import load_only, selectinload
 from hms.appointments.models import Appointment
 from hms.auth.models import User
 from hms.auth.service import Identity
+from hms.billing.changes import record_bills_change
 from hms.billing.ledger import (
     LineItem,
     add_line_items,
@@ -272,19 +273,31 @@ def _locked(bill_id: int) -> Bill:
 
 def add_items(bill_id: int, data: dict, identity: Identity) -> Bill:
     with unit_of_work():
-        bill = _locked(bill_id)
-        if own_records_only(identity.role, "bills.write"):
-            if bill.appointment_id is None:
-                raise Forbidden("A doctor may only bill their own appointments.")
-            _appointment_for_billing(bill.appointment_id, None, identity)
-        total, _ = recompute_totals(bill)
-        if bill.status in (PAID, VOID):
-            raise Conflict(f"Items cannot be added to a {bill.status} bill.")
-        lines = _resolve_lines(data["items"])
-        _check_total(total + sum((line.amount for line in lines), Decimal("0")))
-        add_line_items(bill.id, lines)
-        recompute_totals(bill)
+        bill = lock_for_items(bill_id, identity)
+        append_items(bill, _resolve_lines(data["items"]))
     return load_bill(bill_id)
+
+
+def lock_for_items(bill_id: int, identity: Identity) -> Bill:
+    """Inside a unit of work: the bill, locked, its totals recomputed, refused if items
+    may not be added to it (PAID or VOID: 409; a doctor's not own: 403)."""
+    bill = _locked(bill_id)
+    if own_records_only(identity.role, "bills.write"):
+        if bill.appointment_id is None:
+            raise Forbidden("A doctor may only bill their own appointments.")
+        _appointment_for_billing(bill.appointment_id, None, identity)
+    recompute_totals(bill)
+    if bill.status in (PAID, VOID):
+        raise Conflict(f"Items cannot be added to a {bill.status} bill.")
+    return bill
+
+
+def append_items(bill: Bill, lines: list[LineItem]) -> None:
+    """Inside a unit of work, on a bill from `lock_for_items`: add the lines and
+    recompute its totals (422 if the total would be too large)."""
+    _check_total(bill.total_amount + sum((line.amount for line in lines), Decimal("0")))
+    add_line_items(bill.id, lines)
+    recompute_totals(bill)
 
 
 def void_bill(bill_id: int, data: dict, identity: Identity) -> Bill:
@@ -297,6 +310,7 @@ def void_bill(bill_id: int, data: dict, identity: Identity) -> Bill:
             raise Conflict("A bill with money paid cannot be voided: refund first.")
         bill.status = VOID
         bill.void_reason = data["reason"]
+        record_bills_change()
     return load_bill(bill_id)
 
 
