@@ -34,6 +34,7 @@ from hms.queue.routes import blp as queue
 from hms.queue.ticket_routes import blp as tickets
 from hms.reference.routes import blp as reference
 from hms.staff.routes import blp as staff
+from hms.web.cashier import bp as cashier
 from hms.web.display import bp as display
 from hms.web.doctor import bp as doctor_screen
 from hms.web.prints import bp as prints
@@ -132,5 +133,6 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(ops)
     app.register_blueprint(web)
     app.register_blueprint(reception)
+    app.register_blueprint(cashier)
     for page_blueprint in (display, doctor_screen, prints, ticket_page):
         app.register_blueprint(page_blueprint)

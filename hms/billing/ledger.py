@@ -200,7 +200,7 @@ def store_totals(bill, *, total: Decimal, paid: Decimal) -> None:
     )
 
 
-def _money(value) -> Decimal:
+def money(value) -> Decimal:
     """A SUM() result as Decimal with two places (SQLite may hand back an int or a float)."""
     return Decimal(str(value if value is not None else 0)).quantize(Decimal("0.01"))
 
@@ -239,7 +239,7 @@ def ledger_sums(bill_id: int) -> tuple[Decimal, Decimal]:
         .scalar_subquery()
     )
     total, paid = db.session.execute(select(items, net_paid)).one()
-    return _money(total), _money(paid)
+    return money(total), money(paid)
 
 
 def recompute_totals(bill: Bill) -> tuple[Decimal, Decimal]:

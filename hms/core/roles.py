@@ -51,6 +51,7 @@ MATRIX: Mapping[str, frozenset[str]] = MappingProxyType(
         "staff.set_availability": _roles(DOCTOR),  # their own is_available
         "signed_in": _roles(*ROLES),  # any account: /api/auth/me, the home page
         "screens.doctor": _roles(ADMIN, DOCTOR),  # the doctor's screen (admin: any doctor's)
+        "screens.cashier": _roles(ADMIN, CASHIER),  # the cashier's till and its receipts
     }
 )
 

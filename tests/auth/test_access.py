@@ -41,6 +41,7 @@ API_MATRIX = {
     # The staff screens (CONSOLES.md): the doctor's screen is the doctor's own queue, or
     # any doctor's for an admin.
     "the doctor's screen": ({A, D}, set()),
+    "the cashier's screen": ({A, C}, set()),
 }
 
 REFERENCE = (
@@ -108,6 +109,8 @@ ROUTES = {
     ("POST", "/api/bills/<id:bill_id>/payments"): "take payments",
     ("POST", "/api/bills/<id:bill_id>/refunds"): "refunds, void a bill",
     ("POST", "/api/bills/<id:bill_id>/void"): "refunds, void a bill",
+    ("POST", "/api/bills/<id:bill_id>/prescribed-items"): "create bills, add items",
+    ("GET", "/api/bills/stream"): "read bills",
     ("GET", "/api/auth/me"): "any account",
     ("GET", "/"): "any account",
     ("GET", "/doctor"): "the doctor's screen",
@@ -125,6 +128,14 @@ ROUTES = {
     ("POST", "/reception/appointments/<id:appointment_id>/status"): "book appointments",
     ("GET", "/reception/no-shows"): "book appointments",
     ("GET", "/reception/slip/<id:appointment_id>"): "book appointments",
+    # The till (hms/web/cashier.py): cashier and admin; refunds and voids admin only.
+    ("GET", "/cashier"): "the cashier's screen",
+    ("GET", "/cashier/bills"): "the cashier's screen",
+    ("POST", "/cashier/bills/<id:bill_id>/payments"): "the cashier's screen",
+    ("POST", "/cashier/bills/<id:bill_id>/prescribed"): "the cashier's screen",
+    ("POST", "/cashier/bills/<id:bill_id>/refunds"): "refunds, void a bill",
+    ("POST", "/cashier/bills/<id:bill_id>/void"): "refunds, void a bill",
+    ("GET", "/cashier/bills/<id:bill_id>/receipt"): "the cashier's screen",
 }
 PUBLIC_ROUTES = {
     ("POST", "/api/auth/token"),
