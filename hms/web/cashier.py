@@ -161,7 +161,7 @@ def _expired():
 
 
 def _back(bill_id: int, done: str):
-    return redirect(url_for("cashier.index", bill=bill_id, done=done) + "#bill")
+    return redirect(url_for("cashier.index", bill=bill_id, done=done))
 
 
 def _money_words(error: HMSError | ma.ValidationError) -> str:
