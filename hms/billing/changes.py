@@ -12,7 +12,9 @@ the broker tells the topic's streams, and each sends
 
 The version is the clock in microseconds when the change was announced or the event
 built, so it only grows; the event carries no bill (the page reads its own list, in its
-reader's role), so it is the same bytes for everyone (one variant).
+reader's role), so it is the same bytes for everyone (one variant). Nothing is read to
+build it, so a resync (Redis' subscriber reconnecting) cannot tell whether anything
+changed meanwhile and sends an event too: to a client every event means "read again".
 """
 
 from __future__ import annotations
