@@ -83,7 +83,8 @@ def test_other_roles_may_not(client, make_user, role):
 
 
 @pytest.mark.parametrize(
-    ("role", "where"), [("reception", "/reception"), ("admin", None), ("display", None), ("cashier", "/cashier")]
+    ("role", "where"),
+    [("reception", "/reception"), ("admin", None), ("display", None), ("cashier", "/cashier")],
 )
 def test_home_sends_each_role_to_its_screen(client, make_user, role, where):
     make_user("doctor", name="Meera Rao")
