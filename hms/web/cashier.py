@@ -32,7 +32,7 @@ from hms.billing import service as billing
 from hms.billing.models import PAID, PARTIALLY_PAID, PAYMENT_METHODS, UNPAID, VOID
 from hms.billing.schemas import PaymentInSchema, RefundInSchema, VoidInSchema
 from hms.core.access import current_identity, page
-from hms.core.idempotency import StoredResponse
+from hms.core.idempotency import StoredResponse, configured_ttl
 from hms.core.roles import may
 from hms.core.time import clinic_today, clinic_zone
 from hms.errors import HMSError, NotFound
@@ -216,7 +216,9 @@ def take_payment(bill_id: int):
         body["reference"] = reference
     try:
         data = PaymentInSchema().load(body)
-        stored = billing.take_payment(bill_id, data, current_identity(), key)
+        stored = billing.take_payment(
+            bill_id, data, current_identity(), key, idempotency_ttl=configured_ttl()
+        )
     except ma.ValidationError as error:
         return _refused(bill_id, "pay", state, error, 422)
     except HMSError as error:
@@ -250,7 +252,7 @@ def refund(bill_id: int):
     }
     try:
         data = RefundInSchema().load(body)
-        stored = billing.refund(bill_id, data, current_identity(), key)
+        stored = billing.refund(bill_id, data, current_identity(), key, idempotency_ttl=configured_ttl())
     except ma.ValidationError as error:
         return _refused(bill_id, "refund", state, error, 422)
     except HMSError as error:

@@ -48,8 +48,13 @@ def test_the_till_follows_bookings_and_takes_payment_once(app, database_url, mak
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     with run_server(database_url, workers=1, extra_env=LIVE_ENV) as base:
         desk.base = base
+        # The stream cannot connect: the list says so, then follows once it can.
+        page.route("**/api/bills/stream", lambda route: route.abort())
         sign_in(page, base, till, "/cashier")
-        expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+        expect(page.locator("#live-status")).to_have_text("reconnecting…")
+        page.unroute("**/api/bills/stream")
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "live", timeout=10000)
+        expect(page.locator("#live-status")).to_have_text("Live")
         expect(page.locator("#bills")).to_contain_text("0 to collect today")
         expect(page.locator("#find-q")).to_be_focused()
         assert_accessible(page, "cashier: empty")
