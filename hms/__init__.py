@@ -37,6 +37,7 @@ from hms.reports.routes import blp as reports
 from hms.staff.routes import blp as staff
 from hms.web.admin import bp as admin_console
 from hms.web.admin_reference import bp as admin_reference
+from hms.web.cashier import bp as cashier
 from hms.web.display import bp as display
 from hms.web.doctor import bp as doctor_screen
 from hms.web.prints import bp as prints
@@ -148,6 +149,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(web)
     app.register_blueprint(reception)
     for page_blueprint in (
+        cashier,
         display,
         doctor_screen,
         prints,

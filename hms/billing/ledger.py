@@ -23,6 +23,7 @@ from decimal import Decimal
 
 from sqlalchemy import bindparam, case, func, insert, select, text, update
 
+from hms.billing.changes import record_bills_change
 from hms.billing.models import PAID, PARTIALLY_PAID, REFUND, UNPAID, VOID, Bill, BillItem, Payment
 from hms.core.db import next_value
 from hms.core.time import clinic_today, utcnow
@@ -47,6 +48,7 @@ class LineItem:
     quantity: int
     unit_price: Decimal
     category_id: int | None = None
+    prescription_item_id: int | None = None  # the prescription line it bills, if any
 
     @property
     def amount(self) -> Decimal:
@@ -119,6 +121,7 @@ def open_bill(
     uow = current_unit_of_work()
     uow.collect(_UNNUMBERED, bill_id)
     uow.before_commit(_number_new_bills, key=_UNNUMBERED)
+    record_bills_change()
     return bill_id
 
 
@@ -127,6 +130,7 @@ def add_line_items(bill_id: int, items: list[LineItem]) -> None:
     the totals)."""
     if not items:
         return
+    record_bills_change()
     db.session.connection().execute(
         _INSERT_ITEMS,
         [
@@ -137,6 +141,7 @@ def add_line_items(bill_id: int, items: list[LineItem]) -> None:
                 "quantity": item.quantity,
                 "unit_price": item.unit_price,
                 "amount": item.amount,
+                "prescription_item_id": item.prescription_item_id,
             }
             for item in items
         ],
@@ -182,6 +187,7 @@ def store_totals(bill, *, total: Decimal, paid: Decimal) -> None:
     refunds. `bill`: the locked bill's row (billing.service.LockedBill: id, status),
     updated in place for the answer."""
     set_totals(bill, total=total, paid=paid)
+    record_bills_change()
     db.session.connection().execute(
         _UPDATE_TOTALS,
         {
@@ -194,7 +200,7 @@ def store_totals(bill, *, total: Decimal, paid: Decimal) -> None:
     )
 
 
-def _money(value) -> Decimal:
+def money(value) -> Decimal:
     """A SUM() result as Decimal with two places (SQLite may hand back an int or a float)."""
     return Decimal(str(value if value is not None else 0)).quantize(Decimal("0.01"))
 
@@ -233,7 +239,7 @@ def ledger_sums(bill_id: int) -> tuple[Decimal, Decimal]:
         .scalar_subquery()
     )
     total, paid = db.session.execute(select(items, net_paid)).one()
-    return _money(total), _money(paid)
+    return money(total), money(paid)
 
 
 def recompute_totals(bill: Bill) -> tuple[Decimal, Decimal]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, text
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hms.core.models import IDEMPOTENCY_KEY_MAX, IdempotencyRecord  # noqa: F401 - re-exported
@@ -74,7 +74,12 @@ class Bill(db.Model):
 
 class BillItem(db.Model):
     __tablename__ = "bill_items"
-    __table_args__ = (Index("ix_bill_items_bill_id", "bill_id"),)
+    __table_args__ = (
+        Index("ix_bill_items_bill_id", "bill_id"),
+        # A prescription line is billed at most once, ever (two cashiers clicking at once:
+        # the second insert fails). NULL for every other item.
+        UniqueConstraint("prescription_item_id", name="uq_bill_items_prescription_item_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"))
@@ -83,6 +88,8 @@ class BillItem(db.Model):
     quantity: Mapped[int] = mapped_column(Integer, default=1)
     unit_price: Mapped[Decimal] = mapped_column(Money)
     amount: Mapped[Decimal] = mapped_column(Money)
+    # The prescription line this item bills (hms.prescriptions.service.bill_prescribed).
+    prescription_item_id: Mapped[int | None] = mapped_column(ForeignKey("prescription_items.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -9,7 +9,9 @@ same status and body, marked with `Idempotent-Replayed: true`.
 from flask import current_app, jsonify
 from flask.views import MethodView
 
+from hms.auth.access import current_session_id
 from hms.billing import service
+from hms.billing.changes import open_bills_stream
 from hms.billing.cli import purge_command
 from hms.billing.schemas import (
     BillCreateSchema,
@@ -24,8 +26,9 @@ from hms.billing.schemas import (
 )
 from hms.core.access import allow, current_identity
 from hms.core.blueprint import Blueprint
-from hms.core.fields import PageQuery
+from hms.core.fields import NoQuery, PageQuery
 from hms.core.idempotency import StoredResponse, ttl_from
+from hms.realtime.stream import sse_response
 
 blp = Blueprint("billing", __name__, url_prefix="/api", description="billing")
 blp.cli.add_command(purge_command)  # flask --app wsgi billing purge-idempotency-keys
@@ -53,6 +56,31 @@ class Bills(MethodView):
     def post(self, data):
         """Open a bill with its items"""
         return service.create_bill(data, current_identity())
+
+
+@blp.route("/bills/stream")
+class BillsStream(MethodView):
+    @allow("bills.read")
+    @blp.arguments(NoQuery, location="query")
+    @blp.doc(
+        description=(
+            "Server-Sent Events: `retry: <ms>`, then `event: bills` at once and again after every "
+            "committed change of any bill (opened by a booking or by hand, items added, a payment "
+            'or refund, a void). Its data is `{"version": n}`, a number that only grows; it '
+            "names no bill: the client reads the bills it shows again. Counted in the account's "
+            "SSE_MAX_CONNECTIONS_PER_ACCOUNT; it takes no doctor's stream slot."
+        ),
+        responses={
+            "200": {
+                "description": "text/event-stream",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    @blp.alt_response(429, description="The account's stream limit is full")
+    def get(self, _query):
+        """Follow changes of the bills live (Server-Sent Events)"""
+        return sse_response(open_bills_stream(current_identity(), current_session_id()))
 
 
 @blp.route("/bills/<id:bill_id>")

@@ -13,37 +13,53 @@ payments with their receivers) plus what it wrote, in prebuilt Core statements.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Select, bindparam, insert, literal_column, or_, select
+from sqlalchemy import Select, bindparam, func, insert, literal_column, or_, select
 from sqlalchemy.orm import load_only, selectinload
 
 from hms.appointments.models import Appointment
 from hms.auth.models import User
 from hms.auth.service import Identity
+from hms.billing.changes import record_bills_change
 from hms.billing.ledger import (
+    ZERO,
     LineItem,
     add_line_items,
     lock_bill,
+    money,
     open_bill,
     recompute_totals,
     row_sums,
     store_totals,
 )
-from hms.billing.models import PAID, PAYMENT, REFUND, VOID, Bill, BillItem, Payment
+from hms.billing.models import (
+    PAID,
+    PARTIALLY_PAID,
+    PAYMENT,
+    PAYMENT_METHODS,
+    REFUND,
+    UNPAID,
+    VOID,
+    Bill,
+    BillItem,
+    Payment,
+)
 from hms.billing.schemas import BillSchema
 from hms.core.fields import MONEY_MAX
 from hms.core.idempotency import DEFAULT_TTL, StoredResponse, run_once
 from hms.core.pagination import Page, paginate
 from hms.core.roles import own_records_only
-from hms.core.time import clinic_today
+from hms.core.time import clinic_today, clinic_zone
 from hms.core.uow import unit_of_work
 from hms.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from hms.extensions import db
 from hms.patients.models import Patient
+from hms.patients.service import search_statement
 from hms.queue.events import record_event
 from hms.reference.models import Category, Medicine, TestType
 
@@ -272,19 +288,31 @@ def _locked(bill_id: int) -> Bill:
 
 def add_items(bill_id: int, data: dict, identity: Identity) -> Bill:
     with unit_of_work():
-        bill = _locked(bill_id)
-        if own_records_only(identity.role, "bills.write"):
-            if bill.appointment_id is None:
-                raise Forbidden("A doctor may only bill their own appointments.")
-            _appointment_for_billing(bill.appointment_id, None, identity)
-        total, _ = recompute_totals(bill)
-        if bill.status in (PAID, VOID):
-            raise Conflict(f"Items cannot be added to a {bill.status} bill.")
-        lines = _resolve_lines(data["items"])
-        _check_total(total + sum((line.amount for line in lines), Decimal("0")))
-        add_line_items(bill.id, lines)
-        recompute_totals(bill)
+        bill = lock_for_items(bill_id, identity)
+        append_items(bill, _resolve_lines(data["items"]))
     return load_bill(bill_id)
+
+
+def lock_for_items(bill_id: int, identity: Identity) -> Bill:
+    """Inside a unit of work: the bill, locked, its totals recomputed, refused if items
+    may not be added to it (PAID or VOID: 409; a doctor's not own: 403)."""
+    bill = _locked(bill_id)
+    if own_records_only(identity.role, "bills.write"):
+        if bill.appointment_id is None:
+            raise Forbidden("A doctor may only bill their own appointments.")
+        _appointment_for_billing(bill.appointment_id, None, identity)
+    recompute_totals(bill)
+    if bill.status in (PAID, VOID):
+        raise Conflict(f"Items cannot be added to a {bill.status} bill.")
+    return bill
+
+
+def append_items(bill: Bill, lines: list[LineItem]) -> None:
+    """Inside a unit of work, on a bill from `lock_for_items`: add the lines and
+    recompute its totals (422 if the total would be too large)."""
+    _check_total(bill.total_amount + sum((line.amount for line in lines), Decimal("0")))
+    add_line_items(bill.id, lines)
+    recompute_totals(bill)
 
 
 def void_bill(bill_id: int, data: dict, identity: Identity) -> Bill:
@@ -297,6 +325,7 @@ def void_bill(bill_id: int, data: dict, identity: Identity) -> Bill:
             raise Conflict("A bill with money paid cannot be voided: refund first.")
         bill.status = VOID
         bill.void_reason = data["reason"]
+        record_bills_change()
     return load_bill(bill_id)
 
 
@@ -535,3 +564,76 @@ def refund(
 ) -> StoredResponse:
     """Record a refund of at most what was paid; the answer is the bill (JSON body)."""
     return _move_money("refund", _record_refund, bill_id, data, identity, idempotency_key, idempotency_ttl)
+
+
+# ---- the cashier's till ----------------------------------------------------------------
+
+TO_COLLECT = (UNPAID, PARTIALLY_PAID)
+_BILL_NUMBER = re.compile(r"B-\d{4}-\d{1,12}", re.IGNORECASE)
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The clinic's day `day` (CLINIC_TIMEZONE) as [start, end) instants in UTC."""
+    zone = clinic_zone()
+    start = datetime.combine(day, time.min, tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def bills_to_collect(q: str = "", *, limit: int) -> list:
+    """The till's list, newest first, at most `limit` rows, with each bill's patient (one
+    statement, whatever the number of bills).
+
+    Without `q`: today's UNPAID and PARTIALLY_PAID bills (opened today in the clinic's
+    time zone). With `q`: a bill number (B-YYYY-N...) finds that bill; anything else is a
+    patient search (MRN, phone or name, as reception's Find patient) and finds that
+    patient's bills of any day and status, so an older due or a paid bill's receipt can
+    be found too."""
+    stmt = select(
+        Bill.id,
+        Bill.number,
+        Bill.status,
+        Bill.total_amount,
+        Bill.paid_amount,
+        Bill.due_amount,
+        Bill.created_at,
+        Patient.name.label("patient_name"),
+        Patient.mrn.label("patient_mrn"),
+    ).join(Patient, Patient.id == Bill.patient_id)
+    q = q.strip()
+    if not q:
+        start, end = day_bounds(clinic_today())
+        stmt = stmt.where(Bill.status.in_(TO_COLLECT), Bill.created_at >= start, Bill.created_at < end)
+    elif _BILL_NUMBER.fullmatch(q):
+        stmt = stmt.where(Bill.number == q.upper())
+    else:
+        stmt = stmt.where(search_statement(q).whereclause)
+    return list(db.session.execute(_newest_first(stmt).limit(limit)))
+
+
+def cash_up_for(cashier_id: int, day: date) -> dict:
+    """One cashier's takings on one clinic day, from the payment rows they received (one
+    statement): {"date", "cashier_id", "methods": [{"method", "payments", "refunds",
+    "net"}], "total": {"payments", "refunds", "net"}}, methods in PAYMENT_METHODS order,
+    only those with money moved."""
+    start, end = day_bounds(day)
+    rows = db.session.execute(
+        select(Payment.method, Payment.kind, func.sum(Payment.amount))
+        .where(Payment.received_by_id == cashier_id, Payment.created_at >= start, Payment.created_at < end)
+        .group_by(Payment.method, Payment.kind)
+    )
+    sums: dict[str, dict[str, Decimal]] = {}
+    for method, kind, amount in rows:
+        sums.setdefault(method, {PAYMENT: ZERO, REFUND: ZERO})[kind] = money(amount)
+    methods = []
+    for method in sorted(sums, key=lambda m: PAYMENT_METHODS.index(m) if m in PAYMENT_METHODS else 99):
+        paid, refunded = sums[method][PAYMENT], sums[method][REFUND]
+        methods.append({"method": method, "payments": paid, "refunds": refunded, "net": paid - refunded})
+    total_paid = sum((m["payments"] for m in methods), ZERO)
+    total_refunded = sum((m["refunds"] for m in methods), ZERO)
+    return {
+        "date": day,
+        "cashier_id": cashier_id,
+        "methods": methods,
+        "total": {"payments": total_paid, "refunds": total_refunded, "net": total_paid - total_refunded},
+    }

@@ -54,6 +54,7 @@ MATRIX: Mapping[str, frozenset[str]] = MappingProxyType(
         "reports.read": _roles(ADMIN),  # the day-end reports and the reports page
         "reports.cash_up": _roles(ADMIN, CASHIER),  # a cashier: their own cash-up only
         "screens.admin": _roles(ADMIN),  # the administrator's console (/admin)
+        "screens.cashier": _roles(ADMIN, CASHIER),  # the cashier's till and its receipts
     }
 )
 

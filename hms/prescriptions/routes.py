@@ -2,6 +2,7 @@
 
 from flask.views import MethodView
 
+from hms.billing.schemas import BillSchema
 from hms.core.access import allow, current_identity
 from hms.core.blueprint import Blueprint
 from hms.core.fields import PageQuery
@@ -41,3 +42,19 @@ class PrescriptionById(MethodView):
     def get(self, prescription_id):
         """One prescription with its items"""
         return service.get_prescription(prescription_id)
+
+
+@blp.route("/bills/<id:bill_id>/prescribed-items")
+class BillPrescribedItems(MethodView):
+    @allow("bills.write")
+    @blp.response(201, BillSchema)
+    @blp.alt_response(403, description="A doctor billing someone else's appointment")
+    @blp.alt_response(404, description="Unknown bill")
+    @blp.alt_response(
+        409,
+        description="The bill is PAID or VOID, has no appointment, or its prescription lines are all billed",
+    )
+    def post(self, bill_id):
+        """Add the bill's appointment's prescribed medicines not billed yet (catalogue unit
+        price x quantity; each prescription line is billed at most once, ever)"""
+        return service.bill_prescribed(bill_id, current_identity())

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import Select, bindparam, insert, select
 from sqlalchemy.orm import joinedload, load_only, selectinload
 
 from hms.appointments.models import COMPLETED, IN_CONSULTATION, Appointment
 from hms.auth.service import Identity
+from hms.billing import service as billing
+from hms.billing.ledger import LineItem
+from hms.billing.models import Bill, BillItem
 from hms.core.pagination import Page, paginate
 from hms.core.roles import own_records_only
 from hms.core.uow import unit_of_work
-from hms.errors import Forbidden, InvalidState, NotFound, ValidationFailed
+from hms.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
 from hms.extensions import db
 from hms.prescriptions.models import Prescription, PrescriptionItem
 from hms.queue.events import record_event
@@ -231,3 +235,83 @@ def create_prescription(appointment_id: int, data: dict, identity: Identity) -> 
             for item_id, row in zip(item_ids, rows, strict=True)
         ],
     )
+
+
+# --- billing the prescribed medicines ---------------------------------------------------
+
+ALREADY_BILLED = "The prescribed medicines are already on a bill."
+
+
+@dataclass(frozen=True, slots=True)
+class UnbilledLine:
+    """A prescription line not billed yet, priced from the medicines catalogue."""
+
+    prescription_item_id: int
+    medicine: str
+    quantity: int
+    unit_price: Decimal
+
+    @property
+    def amount(self) -> Decimal:
+        return (self.unit_price * self.quantity).quantize(Decimal("0.01"))
+
+
+def unbilled_lines(appointment_id: int | None) -> list[UnbilledLine]:
+    """The appointment's prescription lines no bill item names yet, oldest first: one
+    statement, whatever the number of prescriptions and lines."""
+    if appointment_id is None:
+        return []
+    stmt = (
+        select(
+            PrescriptionItem.id,
+            PrescriptionItem.quantity,
+            Medicine.name,
+            Medicine.strength,
+            Medicine.form,
+            Medicine.unit_price,
+        )
+        .join(Prescription, Prescription.id == PrescriptionItem.prescription_id)
+        .join(Medicine, Medicine.id == PrescriptionItem.medicine_id)
+        .outerjoin(BillItem, BillItem.prescription_item_id == PrescriptionItem.id)
+        .where(Prescription.appointment_id == appointment_id, BillItem.id.is_(None))
+        .order_by(PrescriptionItem.id)
+    )
+    return [
+        UnbilledLine(
+            row.id,
+            " ".join(part for part in (row.name, row.strength, row.form) if part)[:200],
+            row.quantity,
+            row.unit_price,
+        )
+        for row in db.session.execute(stmt)
+    ]
+
+
+def bill_prescribed(bill_id: int, identity: Identity) -> Bill:
+    """Add the prescription lines of the bill's appointment not billed yet to the bill,
+    at the catalogue's unit price x quantity, in one transaction.
+
+    The bill is locked first, so two cashiers on the same bill run one after the other
+    and the second finds nothing left (409); on two bills of one appointment, the unique
+    bill_items.prescription_item_id makes the later commit fail (409). A PAID or VOID
+    bill takes no items (409); a bill without an appointment has no prescriptions (409)."""
+    with unit_of_work(conflict=ALREADY_BILLED):
+        bill = billing.lock_for_items(bill_id, identity)
+        if bill.appointment_id is None:
+            raise Conflict("This bill is not for a visit: it has no prescribed medicines.")
+        lines = unbilled_lines(bill.appointment_id)
+        if not lines:
+            raise Conflict(ALREADY_BILLED)
+        billing.append_items(
+            bill,
+            [
+                LineItem(
+                    line.medicine,
+                    line.quantity,
+                    line.unit_price,
+                    prescription_item_id=line.prescription_item_id,
+                )
+                for line in lines
+            ],
+        )
+    return billing.load_bill(bill_id)

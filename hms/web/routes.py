@@ -26,7 +26,7 @@ bp = Blueprint("web", __name__, template_folder="templates")
 SCREENS: tuple[tuple[str, str, str], ...] = (
     ("/reception", "Reception", "appointments.book"),
     ("/doctor", "Doctor", "prescriptions.write"),
-    ("/cashier", "Cashier", "bills.pay"),
+    ("/cashier", "Cashier", "screens.cashier"),
     ("/admin", "Admin", "screens.admin"),
     ("/", "Home", "signed_in"),
 )

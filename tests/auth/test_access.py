@@ -45,6 +45,7 @@ API_MATRIX = {
     "reports": ({A}, set()),
     "a cashier's cash-up": ({A, C}, {C}),
     "the admin's console": ({A}, set()),
+    "the cashier's screen": ({A, C}, set()),
 }
 
 REFERENCE = (
@@ -112,6 +113,8 @@ ROUTES = {
     ("POST", "/api/bills/<id:bill_id>/payments"): "take payments",
     ("POST", "/api/bills/<id:bill_id>/refunds"): "refunds, void a bill",
     ("POST", "/api/bills/<id:bill_id>/void"): "refunds, void a bill",
+    ("POST", "/api/bills/<id:bill_id>/prescribed-items"): "create bills, add items",
+    ("GET", "/api/bills/stream"): "read bills",
     ("GET", "/api/auth/me"): "any account",
     ("GET", "/"): "any account",
     ("GET", "/doctor"): "the doctor's screen",
@@ -147,6 +150,14 @@ ROUTES = {
     ("GET", "/admin/reference/<name>/<id:item_id>"): "staff accounts, reference-data writes",
     ("POST", "/admin/reference/<name>/<id:item_id>"): "staff accounts, reference-data writes",
     ("POST", "/admin/reference/<name>/<id:item_id>/delete"): "staff accounts, reference-data writes",
+    # The till (hms/web/cashier.py): cashier and admin; refunds and voids admin only.
+    ("GET", "/cashier"): "the cashier's screen",
+    ("GET", "/cashier/bills"): "the cashier's screen",
+    ("POST", "/cashier/bills/<id:bill_id>/payments"): "the cashier's screen",
+    ("POST", "/cashier/bills/<id:bill_id>/prescribed"): "the cashier's screen",
+    ("POST", "/cashier/bills/<id:bill_id>/refunds"): "refunds, void a bill",
+    ("POST", "/cashier/bills/<id:bill_id>/void"): "refunds, void a bill",
+    ("GET", "/cashier/bills/<id:bill_id>/receipt"): "the cashier's screen",
 }
 PUBLIC_ROUTES = {
     ("POST", "/api/auth/token"),

@@ -84,7 +84,7 @@ def test_other_roles_may_not(client, make_user, role):
 
 @pytest.mark.parametrize(
     ("role", "where"),
-    [("reception", "/reception"), ("admin", "/admin"), ("display", None), ("cashier", None)],
+    [("reception", "/reception"), ("admin", "/admin"), ("display", None), ("cashier", "/cashier")],
 )
 def test_home_sends_each_role_to_its_screen(client, make_user, role, where):
     make_user("doctor", name="Meera Rao")
@@ -97,6 +97,7 @@ def test_home_sends_each_role_to_its_screen(client, make_user, role, where):
         html = res.get_data(as_text=True)
         assert "Meera Rao" in html and "/display/" in html
         assert ('href="/reception"' in html) == (role == "admin")
+        assert ('href="/cashier"' in html) == (role == "admin")
 
 
 # --- CSRF ----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """One whole visit across the staff screens, in parallel browser contexts.
 
-Four signed-in contexts side by side (reception, the doctor's own account, a waiting-room
-display following two doctors) and a fifth without an account for the patient's ticket,
+Five signed-in contexts side by side (reception, the doctor's own account, a waiting-room
+display following two doctors, the cashier) and one without an account for the patient's ticket,
 all against one live gunicorn server (SQLite, or PostgreSQL + Redis when
 TEST_DATABASE_URL/TEST_REDIS_URL are set):
 
@@ -10,9 +10,12 @@ TEST_DATABASE_URL/TEST_REDIS_URL are set):
 2. reception books them (the token slip, its QR code and ticket link);
 3. the doctor's screen, the display and the ticket page follow the booking without a reload;
 4. the doctor presses **Call next**, writes a **Prescription** and presses **Complete**:
-   the display and the ticket follow.
+   the display and the ticket follow;
+5. the cashier's **Bills to collect** lists the visit's bill without a reload; the
+   cashier adds the prescribed medicines, takes a part payment, then the rest (the form
+   posted twice: one payment), and the receipt shows PAID.
 
-(The cashier's screen of the visit does not exist yet.) axe reports no serious or
+axe reports no serious or
 critical violation on any page visited; screenshots go to tests/screenshots/visit-*.png
 (ignored by git; CI keeps them as test output). Uses Debian's /usr/bin/chromium through
 the playwright package (never `playwright install`); skipped when either is missing.
@@ -66,7 +69,7 @@ def resume_animations(page) -> None:
     page.evaluate("() => document.getAnimations().forEach(a => a.play())")
 
 
-def test_one_visit_across_reception_doctor_display_and_ticket(app, database_url, make_user, browser):  # noqa: F811
+def test_one_visit_across_reception_doctor_display_ticket_and_till(app, database_url, make_user, browser):  # noqa: F811
     expect = pytest.importorskip("playwright.sync_api").expect
     doctor = make_user("doctor", name="Dr Meera Rao", room="Room 3", password=PASSWORD)
     other = make_user("doctor", name="Dr Ravi Iyer", room="Room 4")
@@ -87,6 +90,8 @@ def test_one_visit_across_reception_doctor_display_and_ticket(app, database_url,
     doctor_ctx, room = context(viewport={"width": 1280, "height": 900})
     display_ctx, tv = context(viewport={"width": 1280, "height": 720})
     phone_ctx, ticket = context(viewport={"width": 375, "height": 667}, is_mobile=True, has_touch=True)
+    till_ctx, till = context(viewport={"width": 1280, "height": 900})
+    cashier = make_user("cashier", password=PASSWORD, name="Kavya Till")
     with run_server(database_url, workers=1, extra_env=LIVE_ENV) as base:
         admin.base = desk_api.base = base
         dolo = admin.post(
@@ -115,6 +120,10 @@ def test_one_visit_across_reception_doctor_display_and_ticket(app, database_url,
         sign_in(room, base, doctor, "/doctor")
         display_path = f"/display?doctors={doctor.id},{other.id}"
         sign_in(tv, base, screen, display_path)
+        sign_in(till, base, cashier, "/cashier")
+        expect(till.locator("#live-status")).to_have_attribute("data-state", "live")
+        expect(till.locator("#bills")).to_contain_text("0 to collect today")
+        mark_not_reloaded(till)
         expect(reception.locator("#live-status")).to_have_attribute("data-state", "live")
         expect(room.locator("#status")).to_have_attribute("data-state", "live")
         expect(tv.locator('.status[data-state="live"]')).to_have_count(2)
@@ -183,6 +192,12 @@ def test_one_visit_across_reception_doctor_display_and_ticket(app, database_url,
         assert_not_reloaded(tv, "the display")
         assert "Asha" not in tv.content() and "Kumar" not in tv.content()
         expect(tv.locator(f'.panel-doctor[data-doctor-id="{other.id}"] ol.next li')).to_have_count(0)
+        # The till lists the visit's bill (opened by the booking) without a reload.
+        bill = desk_api.get(f"/api/appointments/{appointment_id}/bills")["data"][0]
+        till_row = till.locator(f'#bills tr[data-bill-id="{bill["id"]}"]')
+        expect(till_row).to_contain_text(NAME, timeout=LIVE)
+        expect(till_row).to_contain_text("600.00")
+        assert_not_reloaded(till, "the cashier's screen")
 
         reception.click("#print-slip")
         expect(reception.locator("#token")).to_have_text("1")
@@ -282,6 +297,43 @@ def test_one_visit_across_reception_doctor_display_and_ticket(app, database_url,
         expect(sheet.locator("table.lines")).to_contain_text("1-0-1")
         assert_accessible(sheet, "prescription print view")
         shot(sheet, "prescription")
+
+        # 7. The till: the bill, the prescribed medicines, a part payment, then the rest.
+        till_row.locator("a.bill-link").click()
+        expect(till.locator("#bill-h")).to_contain_text(bill["number"])
+        expect(till.locator("#prescribed")).to_contain_text("Dolo 650 650 mg tablet")
+        expect(till.locator("#prescribed")).to_contain_text("18.00")  # 6 x 3.00
+        assert_accessible(till, "cashier: the visit's bill")
+        till.click("#prescribed-submit")
+        expect(till.locator("#done")).to_have_text("Prescribed medicines added to the bill.")
+        expect(till.locator("#bill-total")).to_have_text("618.00")
+        expect(till.locator("#prescribed")).to_have_count(0)
+        expect(till.locator("#pay-amount")).to_have_value("618.00")
+        till.fill("#pay-amount", "300")
+        till.click("#pay-submit")
+        expect(till.locator("#bill-due")).to_have_text("318.00")
+        expect(till.locator("#pay-amount")).to_have_value("318.00")
+        till.evaluate(
+            """() => {
+                const form = document.querySelector("#pay-form");
+                const body = new URLSearchParams(new FormData(form));
+                return Promise.all([1, 2].map(() => fetch(form.action, {method: "POST", body, redirect: "manual"})));
+            }"""
+        )  # the rest, posted twice with the form's one key
+        till.goto(f"{base}/cashier?bill={bill['id']}")
+        expect(till.locator("#bill-due")).to_have_text("0.00")
+        expect(till.locator("#bill-payments tr.payment-row")).to_have_count(2)
+        assert [p["amount"] for p in admin.get(f"/api/bills/{bill['id']}")["payments"]] == [
+            "300.00",
+            "318.00",
+        ]
+        assert_accessible(till, "cashier: paid")
+        shot(till, "cashier")
+        till.click("#print-receipt")
+        expect(till.locator("#receipt-mark")).to_have_text("PAID")
+        expect(till.locator("table.lines").first).to_contain_text("Dolo 650")
+        assert_accessible(till, "receipt")
+        shot(till, "receipt")
     assert errors == []  # no script error on any page
-    for ctx in (desk_ctx, doctor_ctx, display_ctx, phone_ctx):
+    for ctx in (desk_ctx, doctor_ctx, display_ctx, phone_ctx, till_ctx):
         ctx.close()
