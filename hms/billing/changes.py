@@ -27,7 +27,7 @@ from hms.auth.service import Identity
 from hms.core.settings import app_object, setting
 from hms.core.time import clinic_today, clinic_zone
 from hms.core.uow import UnitOfWork, current_unit_of_work
-from hms.queue.service import _session_checker, _today, account_topic
+from hms.queue.service import account_topic, clinic_day_reader, session_checker
 from hms.realtime.broker import QueueBroker
 from hms.realtime.memo import Encoded, sse_event
 from hms.realtime.stream import Stream
@@ -83,8 +83,8 @@ def open_bills_stream(identity: Identity, session_id: str | None = None) -> Stre
         variant=VARIANT,
         read_first=_load,
         load=_load,
-        today=_today(str(clinic_zone())),
-        still_allowed=_session_checker(app, identity.id, identity.token_epoch, identity.role, session_id),
+        today=clinic_day_reader(str(clinic_zone())),
+        still_allowed=session_checker(app, identity.id, identity.token_epoch, identity.role, session_id),
         limit=None,
         refused="Too many live streams; try again shortly.",
         also=(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Select, bindparam, func, insert, literal_column, or_, select
+from sqlalchemy import Select, bindparam, insert, literal_column, or_, select
 from sqlalchemy.orm import load_only, selectinload
 
 from hms.appointments.models import Appointment
@@ -27,11 +27,9 @@ from hms.auth.models import User
 from hms.auth.service import Identity
 from hms.billing.changes import record_bills_change
 from hms.billing.ledger import (
-    ZERO,
     LineItem,
     add_line_items,
     lock_bill,
-    money,
     open_bill,
     recompute_totals,
     row_sums,
@@ -41,7 +39,6 @@ from hms.billing.models import (
     PAID,
     PARTIALLY_PAID,
     PAYMENT,
-    PAYMENT_METHODS,
     REFUND,
     UNPAID,
     VOID,
@@ -609,31 +606,3 @@ def bills_to_collect(q: str = "", *, limit: int) -> list:
     else:
         stmt = stmt.where(search_statement(q).whereclause)
     return list(db.session.execute(_newest_first(stmt).limit(limit)))
-
-
-def cash_up_for(cashier_id: int, day: date) -> dict:
-    """One cashier's takings on one clinic day, from the payment rows they received (one
-    statement): {"date", "cashier_id", "methods": [{"method", "payments", "refunds",
-    "net"}], "total": {"payments", "refunds", "net"}}, methods in PAYMENT_METHODS order,
-    only those with money moved."""
-    start, end = day_bounds(day)
-    rows = db.session.execute(
-        select(Payment.method, Payment.kind, func.sum(Payment.amount))
-        .where(Payment.received_by_id == cashier_id, Payment.created_at >= start, Payment.created_at < end)
-        .group_by(Payment.method, Payment.kind)
-    )
-    sums: dict[str, dict[str, Decimal]] = {}
-    for method, kind, amount in rows:
-        sums.setdefault(method, {PAYMENT: ZERO, REFUND: ZERO})[kind] = money(amount)
-    methods = []
-    for method in sorted(sums, key=lambda m: PAYMENT_METHODS.index(m) if m in PAYMENT_METHODS else 99):
-        paid, refunded = sums[method][PAYMENT], sums[method][REFUND]
-        methods.append({"method": method, "payments": paid, "refunds": refunded, "net": paid - refunded})
-    total_paid = sum((m["payments"] for m in methods), ZERO)
-    total_refunded = sum((m["refunds"] for m in methods), ZERO)
-    return {
-        "date": day,
-        "cashier_id": cashier_id,
-        "methods": methods,
-        "total": {"payments": total_paid, "refunds": total_refunded, "net": total_paid - total_refunded},
-    }

@@ -112,8 +112,8 @@ def open_queue_stream(doctor_id: int, identity: Identity, session_id: str | None
         variant=variant,
         read_first=read_first,
         load=_loader(app, doctor_id, variant),
-        today=_today(str(clinic_zone())),
-        still_allowed=_session_checker(app, identity.id, identity.token_epoch, identity.role, session_id),
+        today=clinic_day_reader(str(clinic_zone())),
+        still_allowed=session_checker(app, identity.id, identity.token_epoch, identity.role, session_id),
         limit=None if identity.id == doctor_id else int(setting("SSE_MAX_CONNECTIONS_PER_DOCTOR")),
         refused=f"Too many live streams for doctor {doctor_id}; try again shortly.",
         also=(
@@ -151,8 +151,8 @@ def open_queues_stream(
             variant=variant,
             read_first=read_first,
             loader=lambda doctor_id: _loader(app, doctor_id, variant),
-            today=_today(str(clinic_zone())),
-            still_allowed=_session_checker(app, identity.id, identity.token_epoch, identity.role, session_id),
+            today=clinic_day_reader(str(clinic_zone())),
+            still_allowed=session_checker(app, identity.id, identity.token_epoch, identity.role, session_id),
             claims=(
                 *((doctor_id, None if doctor_id == identity.id else per_doctor) for doctor_id in doctor_ids),
                 (account, int(setting("SSE_MAX_CONNECTIONS_PER_ACCOUNT"))),
@@ -198,7 +198,7 @@ def _loader(app, doctor_id: int, variant: str) -> Callable[[str], Encoded]:
 
 
 @lru_cache(maxsize=64)
-def _today(zone_name: str) -> Callable[[], str]:
+def clinic_day_reader(zone_name: str) -> Callable[[], str]:
     zone = ZoneInfo(zone_name)
 
     def today() -> str:
@@ -208,7 +208,7 @@ def _today(zone_name: str) -> Callable[[], str]:
 
 
 @lru_cache(maxsize=4096)
-def _session_checker(
+def session_checker(
     app, account_id: int, token_epoch: int, role: str, session_id: str | None
 ) -> Callable[[], bool]:
     checked: list[tuple[float, bool]] = []

@@ -12,7 +12,7 @@
   hms.prescriptions.service.bill_prescribed). Admin also sees **Refund** and **Void**
   (their POSTs are admin only: 403 for a cashier).
 - **Cash-up**: the signed-in account's payments and refunds today, per method
-  (hms.billing.service.cash_up_for).
+  (hms.reports.service.cash_up, the same figures as the admin's cash-up report).
 
 Every POST checks the CSRF token first (400 without it: nothing is read or written) and
 answers a redirect back to the bill (the page shows what happened), or the page again
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 import marshmallow as ma
@@ -38,6 +39,8 @@ from hms.core.time import clinic_today, clinic_zone
 from hms.errors import HMSError, NotFound
 from hms.patients.service import get_patient
 from hms.prescriptions import service as prescriptions
+from hms.reports import service as reports
+from hms.reports.tables import METHOD_LABELS
 from hms.web.forms import FORM_EXPIRED, clinic_words, csrf_ok, field_words, form_key, posted_key
 
 bp = Blueprint("cashier", __name__, url_prefix="/cashier", template_folder="templates")
@@ -128,11 +131,17 @@ def render_page(
             methods=PAYMENT_METHODS,
             message=message,
             done=_DONE.get(request.args.get("done", "")),
-            cash_up=billing.cash_up_for(current_identity().id, clinic_today()),
+            cash_up=_my_cash_up(current_identity().id, clinic_today()),
+            method_labels=METHOD_LABELS,
             today=clinic_today(),
         ),
         status,
     )
+
+
+def _my_cash_up(cashier_id: int, day: date) -> dict:
+    """The signed-in cashier's row of the day's cash-up report: methods, payments, refunds, net."""
+    return reports.cash_up(day, day, cashier_id=cashier_id)["cashiers"][0]
 
 
 @bp.route("")

@@ -96,7 +96,8 @@ def test_home_sends_the_cashier_to_the_till_and_lists_it_for_admin(client, make_
     assert res.status_code == 302 and res.headers["Location"].endswith("/cashier")
     client.post("/logout", data={"csrf_token": page(client, "/cashier")["csrf"]})
     sign_in(client, make_user, "admin")
-    assert 'href="/cashier"' in client.get("/").get_data(as_text=True)
+    assert client.get("/").headers["Location"].endswith("/admin")
+    assert 'href="/cashier"' in client.get("/admin").get_data(as_text=True)
 
 
 # --- the list ----------------------------------------------------------------------------
@@ -182,7 +183,7 @@ def test_a_double_submit_pays_once_then_the_rest(app, client, make_user, visit):
     assert (
         "Cash" in cash_up
         and "200.00" in cash_up
-        and "Upi" in cash_up
+        and "UPI" in cash_up
         and 'id="cash-up-net">600.00' in cash_up
     )
 
