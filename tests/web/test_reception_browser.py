@@ -18,6 +18,7 @@ import requests
 from tests.conftest import run_server, token_for
 from tests.queue.stream_helpers import booking, make_patient
 from tests.web.test_display_browser import browser  # noqa: F401 - the fixture
+from tests.web.test_screens_browser import wait_until
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 PASSWORD = "desk-pass-1"
@@ -55,9 +56,7 @@ def focused_id(page) -> str:
 
 def wait_focus(page, element_id: str) -> None:
     """The page's script moves focus once it has run (scripts are deferred)."""
-    page.wait_for_function(
-        f"document.activeElement && document.activeElement.id === {element_id!r}", timeout=3000
-    )
+    wait_until(page, f"document.activeElement && document.activeElement.id === {element_id!r}", timeout=5.0)
 
 
 def test_reception_finds_registers_books_and_prints_with_the_keyboard(app, database_url, make_user, browser):  # noqa: F811
