@@ -251,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     env = results.environment(dsn)
     days = pick_days(dsn)
     called = run_reports(dsn, days, args.runs)
-    setup = ("SET LOCAL enable_seqscan = off",) if args.prefer_indexes else ()
+    # jit off: a disabled Seq Scan costs 1e10, which would otherwise JIT-compile every plan.
+    setup = ("SET LOCAL enable_seqscan = off", "SET LOCAL jit = off") if args.prefer_indexes else ()
     cases, failures = plans.explain_all(dsn, called, GUARDED_TABLES, setup)
     failures += timing_failures(cases)
     notes = list(failures)
