@@ -33,11 +33,13 @@ from hms.prescriptions.routes import blp as prescriptions
 from hms.queue.routes import blp as queue
 from hms.queue.ticket_routes import blp as tickets
 from hms.reference.routes import blp as reference
+from hms.reports.routes import blp as reports
 from hms.staff.routes import blp as staff
 from hms.web.display import bp as display
 from hms.web.doctor import bp as doctor_screen
 from hms.web.prints import bp as prints
 from hms.web.reception import bp as reception
+from hms.web.reports import bp as reports_page
 from hms.web.routes import bp as web
 from hms.web.ticket import bp as ticket_page
 
@@ -127,10 +129,10 @@ def _limit_decorated_views_only(app: Flask, limiter) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    for blueprint in (auth, staff, reference, patients, appointments, queue, tickets, billing, prescriptions):
+    for blueprint in (auth, staff, reference, patients, appointments, queue, tickets, billing, prescriptions, reports):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops)
     app.register_blueprint(web)
     app.register_blueprint(reception)
-    for page_blueprint in (display, doctor_screen, prints, ticket_page):
+    for page_blueprint in (display, doctor_screen, prints, ticket_page, reports_page):
         app.register_blueprint(page_blueprint)

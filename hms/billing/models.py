@@ -42,6 +42,14 @@ class Bill(db.Model):
             sqlite_where=text("due_amount > 0"),
         ),
         Index("ix_bills_status_due_amount", "status", "due_amount"),
+        # Receivables (hms.reports): the unpaid bills created in a period.
+        Index(
+            "ix_bills_unpaid_created",
+            "created_at",
+            "due_date",
+            postgresql_where=text("due_amount > 0"),
+            sqlite_where=text("due_amount > 0"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -82,7 +90,11 @@ class Payment(db.Model):
     """A payment or a refund. Append-only: never updated, never deleted."""
 
     __tablename__ = "payments"
-    __table_args__ = (Index("ix_payments_bill_id", "bill_id"),)
+    __table_args__ = (
+        Index("ix_payments_bill_id", "bill_id"),
+        # The reports (hms.reports): the payment rows of a period.
+        Index("ix_payments_created_at", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"))

@@ -51,17 +51,21 @@ MATRIX: Mapping[str, frozenset[str]] = MappingProxyType(
         "staff.set_availability": _roles(DOCTOR),  # their own is_available
         "signed_in": _roles(*ROLES),  # any account: /api/auth/me, the home page
         "screens.doctor": _roles(ADMIN, DOCTOR),  # the doctor's screen (admin: any doctor's)
+        "reports.read": _roles(ADMIN),  # the day-end reports and the reports page
+        "reports.cash_up": _roles(ADMIN, CASHIER),  # a cashier: their own cash-up only
     }
 )
 
 # The matrix's object-level rules: these roles may do the action on their own records
-# only (a doctor: their own appointments, queue, bills, account).
+# only (a doctor: their own appointments, queue, bills, account; a cashier: their own
+# cash-up).
 OWN_RECORDS_ONLY: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         "appointments.change_status": _roles(DOCTOR),
         "prescriptions.write": _roles(DOCTOR),
         "bills.write": _roles(DOCTOR),
         "staff.set_availability": _roles(DOCTOR),
+        "reports.cash_up": _roles(CASHIER),
     }
 )
 

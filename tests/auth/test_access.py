@@ -41,6 +41,9 @@ API_MATRIX = {
     # The staff screens (CONSOLES.md): the doctor's screen is the doctor's own queue, or
     # any doctor's for an admin.
     "the doctor's screen": ({A, D}, set()),
+    # API.md's "Reports (admin)": admin only; a cashier may read their own cash-up.
+    "reports": ({A}, set()),
+    "a cashier's cash-up": ({A, C}, {C}),
 }
 
 REFERENCE = (
@@ -125,6 +128,11 @@ ROUTES = {
     ("POST", "/reception/appointments/<id:appointment_id>/status"): "book appointments",
     ("GET", "/reception/no-shows"): "book appointments",
     ("GET", "/reception/slip/<id:appointment_id>"): "book appointments",
+    # The day-end reports (hms/reports) and the admin's reports page (hms/web/reports.py).
+    ("GET", "/api/reports/daily"): "reports",
+    ("GET", "/api/reports/receivables"): "reports",
+    ("GET", "/api/reports/cash-up"): "a cashier's cash-up",
+    ("GET", "/admin/reports"): "reports",
 }
 PUBLIC_ROUTES = {
     ("POST", "/api/auth/token"),
