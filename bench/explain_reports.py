@@ -147,7 +147,7 @@ def report_cases(days: dict) -> list[tuple[str, str, Callable[[], dict]]]:
     from hms.reports import service
 
     today, day, cashier = days["today"], days["busy_day"], days["cashier"]
-    start = today - timedelta(days=RECEIVABLES_DAYS)
+    start = today - timedelta(days=RECEIVABLES_DAYS - 1)  # 90 clinic days, today the last
     return [
         ("daily (the busiest day)", f"daily({day}, {day})", lambda: service.daily(day, day)),
         ("cash-up (that day, every cashier)", f"cash_up({day}, {day})", lambda: service.cash_up(day, day)),
