@@ -296,11 +296,9 @@ def _ms(value) -> str:
 def render(result: dict) -> str:
     data = result["data"]
     rows, days = data["rows"], data["days"]
-    generated = (
-        "reused from an earlier run of this script"
-        if rows.get("reused")
-        else f"in {rows.get('seconds', '?')} s, then VACUUM ANALYZE"
-    )
+    generated = f"in {rows.get('seconds', '?')} s, then VACUUM ANALYZE"
+    if rows.get("reused"):
+        generated += ", by an earlier run of this script (--reuse)"
     lines = [
         f"Generated: {rows['appointments']:,} appointments, {rows['bills']:,} bills, "
         f"{rows['bill_items']:,} bill items, {rows['payments']:,} payments and refunds, "
