@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from argparse import Namespace
 
-from bench import report, run
+from bench import explain_reports, report, run
 from bench.lib import plans
 
 
@@ -28,7 +28,7 @@ def test_discover_finds_sections_by_reading_files(tmp_path):
 
 def test_the_project_sections_are_found():
     keys = {section.key for section in run.discover()}
-    assert {"api", "explain"} <= keys
+    assert {"api", "explain", "reports"} <= keys
 
 
 def test_only_accepted_options_are_forwarded():
@@ -128,3 +128,15 @@ def test_seq_scans_on_guarded_tables_fail_and_others_do_not():
     )
     assert plans.failures_of(case(index, cheap_seq))
     assert not plans.failures_of(case(index, costly_seq))
+
+
+def test_the_daily_report_fails_the_reports_run_at_its_limit():
+    def case(label, median):
+        return {"label": label, "timings": {"median_ms": median}}
+
+    assert explain_reports.timing_failures([case("daily (the busiest day)", 199.9)]) == []
+    assert explain_reports.timing_failures([case("daily (the busiest day)", 200.0)]) == [
+        "daily (the busiest day): median 200.0 ms, not under 200 ms"
+    ]
+    # Only the daily report has a limit; a failed call (no timings) fails through its plans' check.
+    assert explain_reports.timing_failures([case("receivables (90 days)", 900.0), {"label": "daily"}]) == []
