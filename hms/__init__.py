@@ -129,7 +129,18 @@ def _limit_decorated_views_only(app: Flask, limiter) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    for blueprint in (auth, staff, reference, patients, appointments, queue, tickets, billing, prescriptions, reports):
+    for blueprint in (
+        auth,
+        staff,
+        reference,
+        patients,
+        appointments,
+        queue,
+        tickets,
+        billing,
+        prescriptions,
+        reports,
+    ):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops)
     app.register_blueprint(web)

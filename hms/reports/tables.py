@@ -18,6 +18,8 @@ from hms.billing.models import PAYMENT_METHODS
 
 Column = tuple[str, str]
 
+METHOD_LABELS = {"CASH": "Cash", "CARD": "Card", "UPI": "UPI", "INSURANCE": "Insurance", "OTHER": "Other"}
+
 VISIT_COLUMNS: tuple[Column, ...] = (
     ("doctor_name", "Doctor"),
     ("booked", "Booked"),
@@ -32,7 +34,7 @@ VISIT_COLUMNS: tuple[Column, ...] = (
 )
 MONEY_COLUMNS: tuple[Column, ...] = (
     ("billed", "Billed"),
-    *((f"collected_{method.lower()}", f"Collected {method.lower()}") for method in PAYMENT_METHODS),
+    *((f"collected_{method.lower()}", f"Collected: {METHOD_LABELS[method]}") for method in PAYMENT_METHODS),
     ("collected_total", "Collected"),
     ("refunded", "Refunded"),
     ("net", "Net"),

@@ -72,7 +72,10 @@ def index():
         "collections_chart": bar_chart(
             "chart-collections",
             "Collections by method",
-            [(line["method"].capitalize(), [("", line["amount"])]) for line in daily["money"]["collected"]],
+            [
+                (tables.METHOD_LABELS.get(line["method"], line["method"]), [("", line["amount"])])
+                for line in daily["money"]["collected"]
+            ],
         ),
     }
     return render_template("reports.html", error=None, args=args, report=report, tables=tables)

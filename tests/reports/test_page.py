@@ -51,7 +51,9 @@ def test_the_page_shows_every_report_of_the_day(app, clinic_day):
         ["Over 90 days", "1", "350.00"],
         ["Total", "5", "1800.00"],
     ]
-    assert [row[2] for row in cells(html, "oldest-table")] == [f"Patient {k}" for k in ("B3", "B1", "A4", "A3", "A2")]
+    assert [row[2] for row in cells(html, "oldest-table")] == [
+        f"Patient {k}" for k in ("B3", "B1", "A4", "A3", "A2")
+    ]
     # The charts: inline SVG, titled, every bar written out as text.
     waits = re.search(r'<svg id="chart-waits".*?</svg>', html, re.S).group(0)
     assert 'role="img"' in waits and "<title" in waits
