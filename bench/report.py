@@ -31,7 +31,8 @@ same gunicorn settings) measured in the same run, which takes out most of the ma
 speed and noise.
 
 Reproduce everything with one command (PostgreSQL and Redis are started if they are down;
-the benchmarks use their own database `hms_bench`/`hms_bench_explain` and Redis DB 7):
+the benchmarks use their own databases `hms_bench`, `hms_bench_explain` and
+`hms_bench_reports`, and Redis DB 7):
 
     make bench                                          # every section, default durations
     make bench BENCH_ARGS="--only api --duration 3"     # one section, shorter runs

@@ -1,5 +1,5 @@
 """The benchmark machinery without running a benchmark: section discovery, option
-forwarding, BENCHMARKS.md generation, and the plan checks of bench/explain_queue.py.
+forwarding, BENCHMARKS.md generation, and the plan checks of bench/lib/plans.py.
 
 Nothing here measures speed (that belongs in bench/, not in tests) and nothing imports
 bench.loadgen, which monkey-patches the process for gevent.
@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from argparse import Namespace
 
-from bench import explain_queue, report, run
+from bench import explain_reports, report, run
+from bench.lib import plans
 
 
 def test_discover_finds_sections_by_reading_files(tmp_path):
@@ -27,7 +28,7 @@ def test_discover_finds_sections_by_reading_files(tmp_path):
 
 def test_the_project_sections_are_found():
     keys = {section.key for section in run.discover()}
-    assert {"api", "explain"} <= keys
+    assert {"api", "explain", "reports"} <= keys
 
 
 def test_only_accepted_options_are_forwarded():
@@ -78,11 +79,14 @@ def test_report_orders_sections_keeps_facts_and_survives_a_broken_renderer(tmp_p
 
 
 def test_positional_parameters_for_prepare():
-    text, values = explain_queue._positional(
+    text, values = plans.positional(
         "SELECT 1 WHERE a = %(x)s AND b = %(y)s AND c = %(x)s AND d LIKE 'p%%'", {"x": 1, "y": "two"}
     )
     assert text == "SELECT 1 WHERE a = $1 AND b = $2 AND c = $1 AND d LIKE 'p%'"
     assert values == [1, "two"]
+
+
+GUARDED = ("appointments", "appointment_events", "bills")
 
 
 def _plan(node: dict, cost: float = 10.0) -> list:
@@ -90,11 +94,11 @@ def _plan(node: dict, cost: float = 10.0) -> list:
 
 
 def test_seq_scans_on_guarded_tables_fail_and_others_do_not():
-    seq = explain_queue.summarize_plan(_plan({"Node Type": "Seq Scan", "Relation Name": "appointments"}))
+    seq = plans.summarize_plan(_plan({"Node Type": "Seq Scan", "Relation Name": "appointments"}), GUARDED)
     assert seq["guarded_seq_scans"] == ["appointments"]
-    small = explain_queue.summarize_plan(_plan({"Node Type": "Seq Scan", "Relation Name": "categories"}))
+    small = plans.summarize_plan(_plan({"Node Type": "Seq Scan", "Relation Name": "categories"}), GUARDED)
     assert small["seq_scans"] == ["categories"] and small["guarded_seq_scans"] == []
-    index = explain_queue.summarize_plan(
+    index = plans.summarize_plan(
         _plan(
             {
                 "Node Type": "Limit",
@@ -102,7 +106,8 @@ def test_seq_scans_on_guarded_tables_fail_and_others_do_not():
                     {"Node Type": "Index Scan", "Relation Name": "bills", "Index Name": "ix_bills_status"}
                 ],
             }
-        )
+        ),
+        GUARDED,
     )
     assert index["scans"] == ["Index Scan using ix_bills_status on bills"] and not index["guarded_seq_scans"]
 
@@ -113,13 +118,25 @@ def test_seq_scans_on_guarded_tables_fail_and_others_do_not():
             "statements": [{"sql": "SELECT", "custom": custom, "generic": generic}],
         }
 
-    assert explain_queue.failures_of(case(seq, index))
+    assert plans.failures_of(case(seq, index))
     # A generic Seq Scan counts only when PostgreSQL would pick it (not costlier than the custom plan).
-    cheap_seq = explain_queue.summarize_plan(
-        _plan({"Node Type": "Seq Scan", "Relation Name": "bills"}, cost=12.0)
+    cheap_seq = plans.summarize_plan(
+        _plan({"Node Type": "Seq Scan", "Relation Name": "bills"}, cost=12.0), GUARDED
     )
-    costly_seq = explain_queue.summarize_plan(
-        _plan({"Node Type": "Seq Scan", "Relation Name": "bills"}, cost=900.0)
+    costly_seq = plans.summarize_plan(
+        _plan({"Node Type": "Seq Scan", "Relation Name": "bills"}, cost=900.0), GUARDED
     )
-    assert explain_queue.failures_of(case(index, cheap_seq))
-    assert not explain_queue.failures_of(case(index, costly_seq))
+    assert plans.failures_of(case(index, cheap_seq))
+    assert not plans.failures_of(case(index, costly_seq))
+
+
+def test_the_daily_report_fails_the_reports_run_at_its_limit():
+    def case(label, median):
+        return {"label": label, "timings": {"median_ms": median}}
+
+    assert explain_reports.timing_failures([case("daily (the busiest day)", 199.9)]) == []
+    assert explain_reports.timing_failures([case("daily (the busiest day)", 200.0)]) == [
+        "daily (the busiest day): median 200.0 ms, not under 200 ms"
+    ]
+    # Only the daily report has a limit; a failed call (no timings) fails through its plans' check.
+    assert explain_reports.timing_failures([case("receivables (90 days)", 900.0), {"label": "daily"}]) == []
