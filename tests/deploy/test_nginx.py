@@ -5,9 +5,16 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import requests
+
+from tests.conftest import free_port, run_server, token_for
+from tests.queue.stream_helpers import booking, open_stream, read_stream
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "deploy" / "nginx" / "hms.conf"
@@ -68,3 +75,92 @@ def test_nginx_accepts_the_site(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "test is successful" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (make deploy-tools)")
+def test_live_through_nginx_streams_arrive_at_once_and_links_name_the_clinic(
+    app, database_url, make_user, tmp_path, monkeypatch
+):
+    """The site in front of a live HMS (TRUSTED_PROXY_COUNT=1), over HTTPS: a queue change
+    reaches the open stream through nginx within a second, and the patient's ticket link
+    carries the clinic's host and https (Host and X-Forwarded-Proto passed on)."""
+    reception_user, doctor_user = make_user("reception"), make_user("doctor")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(tmp_path / "key.pem"),
+         "-out", str(tmp_path / "cert.pem")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "cert.pem"))
+    env = {"TRUSTED_PROXY_COUNT": "1", "SSE_HEARTBEAT_SECONDS": "1"}
+    with run_server(database_url, workers=1, extra_env=env) as base, nginx_in_front(base, tmp_path) as proxy:
+        headers = {"Authorization": f"Bearer {token_for(app, reception_user)}", "Host": "clinic.example.org"}
+        reader = read_stream(open_stream(proxy, doctor_user.id, **headers))
+        try:
+            first = reader.next_event()
+            patient = requests.post(
+                proxy + "/api/patients",
+                json={"name": "Asha Kumar", "gender": "female"},
+                headers=headers,
+                timeout=10,
+            )
+            booked = requests.post(
+                proxy + "/api/appointments", json=booking(patient.json()["id"], doctor_user.id), headers=headers,
+                timeout=10,
+            )  # fmt: skip
+            committed = time.monotonic()
+            assert booked.status_code == 201, booked.text
+            event = reader.next_event(timeout=3)
+            assert int(event.id) > int(first.id)
+            assert event.at - committed < 1.0
+        finally:
+            reader.close()
+        ticket = requests.get(
+            f"{proxy}/api/appointments/{booked.json()['id']}/ticket", headers=headers, timeout=10
+        ).json()
+        assert ticket["url"].startswith("https://clinic.example.org/t/")
+        assert requests.get(proxy + "/metrics", timeout=10).status_code == 404
+
+
+@contextmanager
+def nginx_in_front(base: str, folder: Path):
+    """nginx (foreground, as a child) with deploy/nginx/hms.conf on a free port, before `base`."""
+    https_port = free_port()
+    site = SITE.read_text()
+    for old, new in (
+        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{urlsplit(base).port};"),
+        ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
+        ("listen 80;", f"listen 127.0.0.1:{free_port()};"),
+        ("/etc/letsencrypt/live/clinic.example.org/fullchain.pem", str(folder / "cert.pem")),
+        ("/etc/letsencrypt/live/clinic.example.org/privkey.pem", str(folder / "key.pem")),
+    ):
+        assert old in site
+        site = site.replace(old, new)
+    site = "\n".join(line for line in site.splitlines() if "[::]" not in line)
+    (folder / "hms.conf").write_text(site)
+    (folder / "nginx.conf").write_text(
+        f"daemon off;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  client_body_temp_path {folder}/body;\n"
+        f"  proxy_temp_path {folder}/proxy;\n  include {folder}/hms.conf;\n}}\n"
+    )
+    process = subprocess.Popen(
+        ["nginx", "-p", str(folder), "-c", str(folder / "nginx.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    proxy = f"https://127.0.0.1:{https_port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            assert process.poll() is None, process.stderr.read().decode()
+            try:
+                if requests.get(proxy + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, (folder / "error.log").read_text()
+            time.sleep(0.1)
+        yield proxy
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
