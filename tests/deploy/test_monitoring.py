@@ -158,8 +158,15 @@ def test_the_redis_probe_matches_what_readyz_answers(app, client):
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (make deploy-tools)")
-def test_promtool_accepts_the_config_and_the_rules():
-    for args in (["check", "config", "prometheus.yml"], ["check", "rules", "alerts.yml"]):
+def test_promtool_accepts_the_config_and_the_rules_and_their_cases_pass():
+    """The config and rules are valid, and alerts_test.yml's cases pass: the error-rate,
+    slow-response, Redis and stream alerts fire on the series that should fire them and
+    stay quiet on the others."""
+    for args in (
+        ["check", "config", "prometheus.yml"],
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ):
         done = subprocess.run(
             ["promtool", *args], cwd=DEPLOY / "prometheus", capture_output=True, text=True, timeout=60
         )
