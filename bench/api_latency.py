@@ -434,6 +434,44 @@ def measure_rate_limit_cost(run: Run, factory, hms, server_options: dict) -> Non
         "cost_ms": cost,
         "aim": f"< {RATE_LIMIT_COST_AIM_MS:g} ms of worker CPU per request",
         "aim_met": cost is not None and cost < RATE_LIMIT_COST_AIM_MS,
+        "instructions": rate_limit_instructions(server_options["redis_url"]),
+    }
+
+
+def rate_limit_instructions(redis_url: str, requests: int = 100) -> dict | None:
+    """The check in CPU instructions (bench.request_instructions' probe under callgrind,
+    in process, the cache and the limits in Redis): GET /api/auth/me and the queue
+    snapshot with the limits off and on, one probe at a time on an emptied Redis
+    database; converted to CPU time at the rate of the off `me` requests without valgrind.
+    None without valgrind."""
+    import shutil
+
+    from bench.request_instructions import _probe
+
+    if shutil.which("valgrind") is None:
+        return None
+    settings = {
+        "off": {},
+        "on": {"RATE_LIMIT_PER_ACCOUNT": RATE_LIMIT_ON, "RATE_LIMIT_PER_ADDRESS": RATE_LIMIT_ON},
+    }
+    env = {"TEST_REDIS_URL": redis_url}
+    counts = {}
+    for kind in ("me", "queue"):
+        for side, values in settings.items():
+            services.flush_redis(redis_url)
+            counts[f"{side}:{kind}"] = _probe(results.ROOT, kind, requests, True, values, env) / requests
+            print(f"instructions {side} {kind}: {counts[f'{side}:{kind}']:,.0f}", flush=True)
+    services.flush_redis(redis_url)
+    cpu = _probe(results.ROOT, "me", requests, False, settings["off"], env) / requests
+    ns_per_instruction = cpu * 1e9 / counts["off:me"]
+    return {
+        "requests": requests,
+        "per_request": counts,
+        "ns_per_instruction": round(ns_per_instruction, 3),
+        "cost_ms": {
+            kind: round((counts[f"on:{kind}"] - counts[f"off:{kind}"]) * ns_per_instruction / 1e6, 4)
+            for kind in ("me", "queue")
+        },
     }
 
 
@@ -650,6 +688,25 @@ def render(result: dict) -> str:
             f"Mean worker CPU per request: {cost['cpu_ms_off']} ms off, {cost['cpu_ms_on']} ms on: the check costs "
             f"**{cost['cost_ms']} ms** per request (aim {cost['aim']}: {'met' if cost['aim_met'] else '**not met**'}).",
         ]
+        counted = cost.get("instructions")
+        if counted:
+            per = counted["per_request"]
+            lines += [
+                "",
+                f"The same check in CPU instructions (callgrind, {counted['requests']} requests of each kind in "
+                "process through Flask's test client, the cache and the limits in Redis, limits off then on; "
+                f"CPU time at {counted['ns_per_instruction']} ns per instruction, the off `me` requests' CPU time "
+                "without valgrind over their instructions). Instructions leave out the kernel's time for the "
+                "round trip's two system calls, which the worker CPU above includes:",
+                "",
+                "| request | off | on | change | ≈ CPU ms |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            for kind, label in (("me", "GET /api/auth/me"), ("queue", "GET /api/queue/<doctor_id>")):
+                off, on = per[f"off:{kind}"], per[f"on:{kind}"]
+                lines.append(
+                    f"| {label} | {off:,.0f} | {on:,.0f} | {on - off:+,.0f} | {counted['cost_ms'][kind]:+.4f} |"
+                )
     if data.get("migration_drift"):
         lines += ["", "Migration drift (the models declare more): " + "; ".join(data["migration_drift"])]
     if data.get("plot"):
