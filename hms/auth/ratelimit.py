@@ -84,7 +84,7 @@ class ApiLimits:
         return self._window
 
     def hit(self, limit_name: str, item: RateLimitItem, key: str) -> None:
-        """Count one call; TooManyRequests when the window is full."""
+        """Count one call; Refused (a 429) when the window is full."""
         if self.redis.down and time.monotonic() < self._skip_until:
             return
         window = self._strategy()
