@@ -101,6 +101,12 @@ def check_expression(expr: str, series: dict[str, set[str]]) -> list[str]:
         for label in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", selector):
             if label not in series[name]:
                 problems.append(f"{name} has no label {label}")
+    # `sum by (label)`: a label of one of the expression's metrics.
+    labels = set().union(*(series.get(name, set()) for name, _ in found))
+    for group in re.findall(r"\bby\s*\(([^)]*)\)", expr):
+        for label in filter(None, (part.strip() for part in group.split(","))):
+            if label not in labels:
+                problems.append(f"no metric of the expression has the label {label}")
     return problems
 
 
@@ -132,6 +138,9 @@ def test_the_checker_catches_unknown_names_and_labels():
         "hms_cache_requests_total has no label colour"
     ]
     assert check_expression("vector(1)", series)
+    assert check_expression("sum by (colour) (rate(hms_cache_requests_total[5m]))", series) == [
+        "no metric of the expression has the label colour"
+    ]
 
 
 def test_the_scrape_config_reads_hms_and_its_redis_probe():
