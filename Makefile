@@ -31,7 +31,7 @@ deploy-tools:
 	@if ! command -v nginx >/dev/null || ! command -v promtool >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      nginx-light prometheus) \
+	      nginx prometheus) \
 	      || echo "nginx/promtool could not be installed: their checks in tests/deploy will be skipped"; \
 	  else echo "not root: nginx/promtool not installed, their checks in tests/deploy will be skipped"; fi; \
 	fi
