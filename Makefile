@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export FLASK_APP := wsgi
 
-.PHONY: run serve install browser test test-pg lint format bench clean
+.PHONY: run serve install browser deploy-tools test test-pg lint format bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,16 @@ browser:
 	  else echo "not root: chromium not installed, the browser test will be skipped"; fi; \
 	fi
 
+## deploy-tools: nginx and promtool (Debian's prometheus) for tests/deploy (as root, once)
+deploy-tools:
+	@if ! command -v nginx >/dev/null || ! command -v promtool >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      nginx prometheus) \
+	      || echo "nginx/promtool could not be installed: their checks in tests/deploy will be skipped"; \
+	  else echo "not root: nginx/promtool not installed, their checks in tests/deploy will be skipped"; fi; \
+	fi
+
 ## run: install, migrate, load demo data if the database is empty, serve on $(PORT)
 run: install
 	$(BIN)/flask db upgrade
@@ -33,7 +43,7 @@ run: install
 	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 ## test: install and run the whole suite on the embedded default
-test: install browser
+test: install browser deploy-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 ## lint: ruff, and the import layers of pyproject.toml (import-linter)

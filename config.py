@@ -67,6 +67,11 @@ class Config:
     # 0 ignores those headers, so a client cannot claim another address.
     TRUSTED_PROXY_COUNT = _int("TRUSTED_PROXY_COUNT", 0)
     RATELIMIT_HEADERS_ENABLED = True
+    # API rate limits (hms/auth/ratelimit.py), a moving window shared through Redis: every
+    # call of an account, and per client address the calls without a valid token or
+    # session. "0" turns one off.
+    RATE_LIMIT_PER_ACCOUNT = os.environ.get("RATE_LIMIT_PER_ACCOUNT", "600 per minute")
+    RATE_LIMIT_PER_ADDRESS = os.environ.get("RATE_LIMIT_PER_ADDRESS", "300 per minute")
 
     # How long an Idempotency-Key's answer is replayed (seconds; API.md: 24 h).
     IDEMPOTENCY_TTL_SECONDS = _int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
@@ -167,6 +172,10 @@ class TestingConfig(Config):
     # Cheap hashes keep the suite fast; production keeps werkzeug's scrypt defaults.
     PASSWORD_HASH_METHOD = "scrypt:1024:8:1"
     SSE_HEARTBEAT_SECONDS = 1
+    # Off: a test makes many calls as one account from one address; the rate-limit tests
+    # turn them on with monkeypatch.
+    RATE_LIMIT_PER_ACCOUNT = "0"
+    RATE_LIMIT_PER_ADDRESS = "0"
 
     def read_environment(self) -> None:
         super().read_environment()

@@ -23,6 +23,11 @@ them the queue invariants are checked in the database (tokens 1..N without gaps,
 positions 1..K, one bill per booking): a run that broke them fails. `--profile` adds a
 short pass per scenario with py-spy sampling every worker (summary in the JSON, raw
 stacks under bench/out/).
+
+Then the cost of the API rate limits (issue 16): queue_snapshot again on the same HMS
+(limits off, as in every benchmark) and on a second HMS with both limits at
+RATE_LIMIT_ON (every call checked in Redis, none refused), alternately for
+--rate-limit-rounds rounds; the difference in worker CPU per request is the check's cost.
 """
 
 # ruff: noqa: E402
@@ -53,6 +58,9 @@ ORDER = 10
 # The options of bench/run.py this script takes.
 ACCEPTS = ("duration", "warmup", "concurrency", "workers", "profile", "schema")
 BOOKING_P95_AIM_MS = 50.0
+# The API rate limits' check, on every call and never refusing one: its cost alone.
+RATE_LIMIT_ON = "1000000 per minute"
+RATE_LIMIT_COST_AIM_MS = 0.1
 SNAPSHOT_RATIO_AIM = 2.0
 # key -> (label, expected status, clients: None = --concurrency)
 SCENARIOS: dict[str, tuple[str, int, int | None]] = {
@@ -82,6 +90,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
     parser.add_argument("--profile", action="store_true", help="add a py-spy pass per scenario")
+    parser.add_argument(
+        "--rate-limit-rounds",
+        type=int,
+        default=3,
+        help="rounds of queue_snapshot with the API rate limits off, then on (0: not measured)",
+    )
     parser.add_argument(
         "--schema",
         choices=("migrations", "models"),
@@ -340,6 +354,7 @@ class Run:
     notes: list[str] = field(default_factory=list)
     ok: bool = True
     booked: int = 0  # bookings answered 201, warm-up and profile passes included
+    rate_limit: dict | None = None  # the API rate limits' cost (measure_rate_limit_cost)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,7 +387,92 @@ def main(argv: list[str] | None = None) -> int:
         factories = request_factories(ctx)
         for key in args.scenarios.split(","):
             measure_scenario(run, key, factories[key], hms, hello)
+        if args.rate_limit_rounds > 0:
+            measure_rate_limit_cost(run, factories["queue_snapshot"], hms, server_options)
     return finish(run, drift, env)
+
+
+def measure_rate_limit_cost(run: Run, factory, hms, server_options: dict) -> None:
+    """queue_snapshot on `hms` (rate limits off) and on a second HMS with both limits at
+    RATE_LIMIT_ON, alternately, each round off then on; into `run.rate_limit`."""
+    from bench import loadgen
+
+    args = run.args
+    load = {"concurrency": args.concurrency, "duration": args.duration, "warmup": args.warmup}
+    limits = {"RATE_LIMIT_PER_ACCOUNT": RATE_LIMIT_ON, "RATE_LIMIT_PER_ADDRESS": RATE_LIMIT_ON}
+    sides: dict[str, list[dict]] = {"off": [], "on": []}
+    print(
+        f"-- rate limit cost: queue_snapshot, limits off then on, {args.rate_limit_rounds} rounds", flush=True
+    )
+    with processes.serve("wsgi:app", name="hms-limited", extra_env=limits, **server_options) as limited:
+        for _ in range(args.rate_limit_rounds):
+            for side, server in (("off", hms), ("on", limited)):
+                measured = loadgen.run(
+                    server.host, server.port, factory, server_pids=server.worker_pids(), **load
+                )
+                summary = measured.summary()
+                sides[side].append(summary)
+                unexpected = {s: n for s, n in measured.all_statuses.items() if s != 200}
+                if unexpected:
+                    run.ok = False
+                    run.notes.append(f"rate limit cost ({side}): unexpected statuses {unexpected}")
+                print(json.dumps({side: summary}), flush=True)
+
+    def mean_cpu(side: str) -> float | None:
+        values = [s["server_cpu_ms_per_request"] for s in sides[side] if "server_cpu_ms_per_request" in s]
+        return round(sum(values) / len(values), 4) if values else None
+
+    off, on = mean_cpu("off"), mean_cpu("on")
+    cost = round(on - off, 4) if off is not None and on is not None else None
+    run.rate_limit = {
+        "limit": RATE_LIMIT_ON,
+        "rounds": args.rate_limit_rounds,
+        "off": sides["off"],
+        "on": sides["on"],
+        "cpu_ms_off": off,
+        "cpu_ms_on": on,
+        "cost_ms": cost,
+        "aim": f"< {RATE_LIMIT_COST_AIM_MS:g} ms of worker CPU per request",
+        "aim_met": cost is not None and cost < RATE_LIMIT_COST_AIM_MS,
+        "instructions": rate_limit_instructions(server_options["redis_url"]),
+    }
+
+
+def rate_limit_instructions(redis_url: str, requests: int = 100) -> dict | None:
+    """The check in CPU instructions (bench.request_instructions' probe under callgrind,
+    in process, the cache and the limits in Redis): GET /api/auth/me and the queue
+    snapshot with the limits off and on, one probe at a time on an emptied Redis
+    database; converted to CPU time at the rate of the off `me` requests without valgrind.
+    None without valgrind."""
+    import shutil
+
+    from bench.request_instructions import _probe
+
+    if shutil.which("valgrind") is None:
+        return None
+    settings = {
+        "off": {},
+        "on": {"RATE_LIMIT_PER_ACCOUNT": RATE_LIMIT_ON, "RATE_LIMIT_PER_ADDRESS": RATE_LIMIT_ON},
+    }
+    env = {"TEST_REDIS_URL": redis_url}
+    counts = {}
+    for kind in ("me", "queue"):
+        for side, values in settings.items():
+            services.flush_redis(redis_url)
+            counts[f"{side}:{kind}"] = _probe(results.ROOT, kind, requests, True, values, env) / requests
+            print(f"instructions {side} {kind}: {counts[f'{side}:{kind}']:,.0f}", flush=True)
+    services.flush_redis(redis_url)
+    cpu = _probe(results.ROOT, "me", requests, False, settings["off"], env) / requests
+    ns_per_instruction = cpu * 1e9 / counts["off:me"]
+    return {
+        "requests": requests,
+        "per_request": counts,
+        "ns_per_instruction": round(ns_per_instruction, 3),
+        "cost_ms": {
+            kind: round((counts[f"on:{kind}"] - counts[f"off:{kind}"]) * ns_per_instruction / 1e6, 4)
+            for kind in ("me", "queue")
+        },
+    }
 
 
 def measure_scenario(run: Run, key: str, factory, hms, hello) -> None:
@@ -432,6 +532,7 @@ def finish(run: Run, drift: list[str], env: dict) -> int:
         "migration_drift": drift,
         "scenarios": run.scenarios,
         "invariants": invariants,
+        "rate_limit": run.rate_limit,
         "plot": str(plot.relative_to(results.ROOT)) if plot else None,
     }
     path = results.write_result(SECTION, title=TITLE, order=ORDER, renderer="bench.api_latency:render", data=data,
@@ -566,6 +667,46 @@ def render(result: dict) -> str:
             f"Queue invariants after the bookings ({invariants['bookings']} bookings, "
             f"{invariants['appointments_today']} appointments today): {verdict}.",
         ]
+    cost = data.get("rate_limit")
+    if cost:
+        lines += [
+            "",
+            f"The API rate limits' cost (issue 16): `GET /api/queue/<doctor_id>` with {settings['concurrency']} clients "
+            f"on HMS with the limits off and on a second HMS with both at `{cost['limit']}` (every call "
+            f"checked in Redis, none refused), alternately, {cost['rounds']} rounds of each:",
+            "",
+            "| round | off: req/s | off: worker CPU ms/req | on: req/s | on: worker CPU ms/req |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for number, (off, on) in enumerate(zip(cost["off"], cost["on"], strict=True), start=1):
+            lines.append(
+                f"| {number} | {off['rps']:.0f} | {off.get('server_cpu_ms_per_request', '-')} "
+                f"| {on['rps']:.0f} | {on.get('server_cpu_ms_per_request', '-')} |"
+            )
+        lines += [
+            "",
+            f"Mean worker CPU per request: {cost['cpu_ms_off']} ms off, {cost['cpu_ms_on']} ms on: the check costs "
+            f"**{cost['cost_ms']} ms** per request (aim {cost['aim']}: {'met' if cost['aim_met'] else '**not met**'}).",
+        ]
+        counted = cost.get("instructions")
+        if counted:
+            per = counted["per_request"]
+            lines += [
+                "",
+                f"The same check in CPU instructions (callgrind, {counted['requests']} requests of each kind in "
+                "process through Flask's test client, the cache and the limits in Redis, limits off then on; "
+                f"CPU time at {counted['ns_per_instruction']} ns per instruction, the off `me` requests' CPU time "
+                "without valgrind over their instructions). Instructions leave out the kernel's time for the "
+                "round trip's two system calls, which the worker CPU above includes:",
+                "",
+                "| request | off | on | change | ≈ CPU ms |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            for kind, label in (("me", "GET /api/auth/me"), ("queue", "GET /api/queue/<doctor_id>")):
+                off, on = per[f"off:{kind}"], per[f"on:{kind}"]
+                lines.append(
+                    f"| {label} | {off:,.0f} | {on:,.0f} | {on - off:+,.0f} | {counted['cost_ms'][kind]:+.4f} |"
+                )
     if data.get("migration_drift"):
         lines += ["", "Migration drift (the models declare more): " + "; ".join(data["migration_drift"])]
     if data.get("plot"):

@@ -51,17 +51,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _probe(tree: Path, kind: str, requests: int, valgrind: bool) -> int | float:
+def _probe(
+    tree: Path,
+    kind: str,
+    requests: int,
+    valgrind: bool,
+    settings: dict | None = None,
+    env: dict | None = None,
+) -> int | float:
     """Instructions callgrind counted in `requests` requests of `kind` in `tree`, or
-    (valgrind False) the CPU seconds they took."""
+    (valgrind False) the CPU seconds they took; with configuration `settings` and extra
+    environment variables `env` (e.g. TEST_REDIS_URL: the cache and limits in Redis)."""
     with tempfile.TemporaryDirectory(prefix="hms-instr-") as folder:
         command = [sys.executable, "-P", str(PROBE), "--app-root", str(tree), "--requests", str(requests),
                    "--kind", kind, "--database", f"{folder}/probe.sqlite"]  # fmt: skip
+        command += [f"--setting={name}={value}" for name, value in (settings or {}).items()]
         if valgrind:
             command = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce",
                        f"--callgrind-out-file={folder}/callgrind.out", *command]  # fmt: skip
-        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree), "HMS_ENV": "testing"}
-        finished = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
+        environment = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree), "HMS_ENV": "testing", **(env or {})}
+        finished = subprocess.run(
+            command, cwd=tree, env=environment, capture_output=True, text=True, check=False
+        )
     match = re.search(
         r"Collected : (\d+)" if valgrind else r"cpu_seconds (\S+)", finished.stderr + finished.stdout
     )

@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--kind", choices=("me", "queue", "pay"), required=True)
     parser.add_argument("--database", required=True, help="an SQLite file to create")
+    parser.add_argument(
+        "--setting", action="append", default=[], metavar="NAME=VALUE", help="a configuration value to set"
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(args.app_root))
     import config
@@ -43,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = config.TestingConfig()
     settings.SQLALCHEMY_DATABASE_URI = f"sqlite:///{args.database}"
     settings.PASSWORD_HASH_METHOD = "scrypt:1024:8:1"  # set-up only: no sign-in is measured
+    for setting in args.setting:
+        name, _, value = setting.partition("=")
+        setattr(settings, name, value)
     app = create_app(settings)
     with app.app_context():
         app.extensions["sqlalchemy"].create_all()

@@ -28,6 +28,8 @@ Accounts (defaults = what `flask --app wsgi seed-demo --doctors 10` creates):
     HMS_LOAD_DISPLAY=display:display-pass         HMS_LOAD_DOCTORS=doctor1..doctor10
     HMS_LOAD_DOCTOR_PASSWORD=doctor-pass
 or tokens instead: HMS_LOAD_RECEPTION_TOKEN, HMS_LOAD_CASHIER_TOKEN, HMS_LOAD_DISPLAY_TOKEN.
+Many users share each account: start the server with RATE_LIMIT_PER_ACCOUNT=0 (or a limit
+above the load), else its per-account limit (600 per minute) answers 429.
 Mix and pace: HMS_LOAD_WEIGHT_RECEPTION=3, HMS_LOAD_WEIGHT_CASHIER=1,
 HMS_LOAD_DOCTOR_USERS (default: one per doctor account), HMS_LOAD_DISPLAY_USERS (default:
 2 per doctor account; the server allows SSE_MAX_CONNECTIONS_PER_DOCTOR, 20, per doctor,

@@ -64,6 +64,7 @@ def _clean_state(request):
     if "app" not in request.fixturenames:
         return
     app = request.getfixturevalue("app")
+    from hms.auth.ratelimit import api_limits
     from hms.auth.service import VERIFIED_TOKENS_KEY, local_identities
     from hms.auth.throttle import sign_in_throttle
     from hms.extensions import cache, db, limiter
@@ -82,6 +83,7 @@ def _clean_state(request):
         app.extensions.pop(VERIFIED_TOKENS_KEY, None)
         limiter.reset()
         sign_in_throttle.reset()  # its own in-memory counts, used while Redis is down
+        api_limits.reset()
 
 
 @pytest.fixture

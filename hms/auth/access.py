@@ -5,7 +5,9 @@ hms.core.roles), `@page(...)` or `@public`. A single before-request hook authent
 the caller (bearer token, or the session cookie for safe methods) and checks the role
 against the matrix before the view, its argument parsing or its validation run: 401
 always comes before any 422. Object-level rules ("a doctor, on own appointments") are
-the services' business, asked of the same matrix.
+the services' business, asked of the same matrix. The same hook counts the call against
+its rate limit (hms.auth.ratelimit): the account's once it is known, else the client
+address's.
 
 `check_policies(app)` runs at start-up and refuses to start if any route has no
 declared policy, so a route cannot be forgotten.
@@ -17,6 +19,7 @@ from collections.abc import Callable
 
 from flask import Flask, current_app, g, redirect, request, session, url_for
 
+from hms.auth.ratelimit import Refused, check_settings, limit_account, limit_address, refusal_page
 from hms.auth.service import Identity, identity_from_session, identity_from_token
 from hms.core.access import (
     PUBLIC,
@@ -88,23 +91,38 @@ def current_session_id() -> str | None:
 
 
 def enforce_policy():
+    """Authenticate, count the call against its rate limit, check the role."""
+    try:
+        return _enforce_policy()
+    except Refused as refused:
+        if request.path.startswith("/api/"):
+            raise
+        return refusal_page(refused)
+
+
+def _enforce_policy():
     if request.routing_exception is not None or request.endpoint is None:
         return None  # 404 / 405 render as usual
     if request.method == "OPTIONS":
         return None
-    if request.endpoint in _LIBRARY_PUBLIC:
+    endpoint = request.endpoint
+    if endpoint in _LIBRARY_PUBLIC:
+        limit_address(endpoint)
         return None
-    handler = _handler_of(request.endpoint, request.method)
+    handler = _handler_of(endpoint, request.method)
     policy = _policy_of_handler(handler, request.method)
     if policy == PUBLIC:
+        limit_address(endpoint)
         return None
     if policy is None:  # check_policies() makes this unreachable; fail closed anyway
         raise Forbidden("This route has no access policy.")
     identity = _authenticate()
     if identity is None:
-        if is_page(current_app.view_functions[request.endpoint]):
+        limit_address(endpoint)
+        if is_page(current_app.view_functions[endpoint]):
             return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
         raise Unauthorized("Authentication required: send Authorization: Bearer <token>.")
+    limit_account(identity.id)
     set_current_identity(identity)
     if not policy_admits(policy, identity.role):
         raise Forbidden(f"The {identity.role} role may not do this.")
@@ -124,4 +142,5 @@ def check_policies(app: Flask) -> None:
 
 
 def init_access(app: Flask) -> None:
+    check_settings(app.config)
     app.before_request(enforce_policy)

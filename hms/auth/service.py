@@ -39,7 +39,7 @@ from hms.extensions import db
 IDENTITY_CACHE_SECONDS = 60
 _LOCAL_MAX_ACCOUNTS = 10_000
 BAD_LOGIN = "Invalid username or password."
-TOO_MANY_SIGN_INS = "Too many sign-in attempts: try again in a minute"
+TOO_MANY_SIGN_INS = "Too many sign-in attempts: try again in {window}"  # "a minute", "an hour"
 
 
 @lru_cache(maxsize=4)
@@ -146,7 +146,8 @@ def sign_in(username: str, password: str, client: str) -> Identity:
             ]
         )
     except Refused as refused:
-        raise TooManyRequests(TOO_MANY_SIGN_INS, retry_after=refused.retry_after) from None
+        message = TOO_MANY_SIGN_INS.format(window=refused.window_in_words())
+        raise TooManyRequests(message, retry_after=refused.retry_after) from None
     with unit_of_work():
         account = _account(username)
     try:

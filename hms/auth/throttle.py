@@ -53,9 +53,19 @@ class Reservation:
 
 
 class Refused(Exception):
-    def __init__(self, retry_after: int):
-        super().__init__(retry_after)
+    """A full limit: `item` is the limit, `retry_after` the seconds until its window ends."""
+
+    def __init__(self, item: RateLimitItem, retry_after: int):
+        super().__init__(item, retry_after)
+        self.item = item
         self.retry_after = retry_after
+
+    def window_in_words(self) -> str:
+        """The limit's window in words: "a minute", "an hour", "10 minutes"."""
+        unit = self.item.GRANULARITY.name
+        if self.item.multiples != 1:
+            return f"{self.item.multiples} {unit}s"
+        return f"{'an' if unit == 'hour' else 'a'} {unit}"
 
 
 class SignInThrottle:
@@ -110,7 +120,7 @@ class SignInThrottle:
             item = _limit(text)
             if not window.hit(item, *key):
                 reset_at = window.get_window_stats(item, *key).reset_time
-                raise Refused(max(1, math.ceil(reset_at - time.time())))
+                raise Refused(item, max(1, math.ceil(reset_at - time.time())))
             taken.append((item, key))
         return Reservation(storage, tuple(taken))
 
