@@ -53,9 +53,10 @@ class Reservation:
 
 
 class Refused(Exception):
-    def __init__(self, retry_after: int):
+    def __init__(self, retry_after: int, limit: str):
         super().__init__(retry_after)
         self.retry_after = retry_after
+        self.limit = limit  # which limit refused: the first word of its key
 
 
 class SignInThrottle:
@@ -110,7 +111,7 @@ class SignInThrottle:
             item = _limit(text)
             if not window.hit(item, *key):
                 reset_at = window.get_window_stats(item, *key).reset_time
-                raise Refused(max(1, math.ceil(reset_at - time.time())))
+                raise Refused(max(1, math.ceil(reset_at - time.time())), key[0])
             taken.append((item, key))
         return Reservation(storage, tuple(taken))
 

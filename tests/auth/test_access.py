@@ -132,6 +132,7 @@ PUBLIC_ROUTES = {
     ("GET", "/api/docs"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
     ("GET", "/login"),
     ("POST", "/login"),
     ("POST", "/logout"),
