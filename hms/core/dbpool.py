@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.util import queue as sqla_queue
 
-from hms.core.metrics import pool_waited
+from hms.core.metrics import pool_changed, pool_waited
 
 _NOTHING = object()
 
@@ -117,6 +117,16 @@ class FairQueue(sqla_queue.QueueCommon):
 
 
 class FairQueuePool(QueuePool):
-    """QueuePool whose waiters get returned connections in arrival order."""
+    """QueuePool whose waiters get returned connections in arrival order, and which
+    reports its connections in use and its overflow to the metrics after each change."""
 
     _queue_class = FairQueue
+
+    def _do_get(self):
+        record = super()._do_get()
+        pool_changed(self.checkedout(), self._overflow)
+        return record
+
+    def _do_return_conn(self, record) -> None:
+        super()._do_return_conn(record)
+        pool_changed(self.checkedout(), self._overflow)

@@ -186,8 +186,7 @@ def statement_kind(statement: str) -> str:
 
 
 def watch_engine(engine, config) -> None:
-    """Slow statements (over config["SLOW_QUERY_MS"]: logged and counted) and, for a
-    pool that counts its connections (QueuePool), the connections in use and overflow."""
+    """Slow statements: over config["SLOW_QUERY_MS"], logged and counted."""
 
     def before(conn, cursor, statement, parameters, context, executemany):
         context._hms_started = perf_counter()
@@ -199,15 +198,12 @@ def watch_engine(engine, config) -> None:
 
     event.listen(engine, "before_cursor_execute", before)
     event.listen(engine, "after_cursor_execute", after)
-    pool = engine.pool
-    if hasattr(pool, "checkedout") and hasattr(pool, "overflow"):
 
-        def pool_changed(*_):
-            POOL_CHECKED_OUT.set(pool.checkedout())
-            POOL_OVERFLOW.set(max(0, pool.overflow()))
 
-        event.listen(engine, "checkout", pool_changed)
-        event.listen(engine, "checkin", pool_changed)
+def pool_changed(checked_out: int, overflow: int) -> None:
+    """The pool (hms/core/dbpool.py) after a connection was taken or given back."""
+    POOL_CHECKED_OUT.set(checked_out)
+    POOL_OVERFLOW.set(max(0, overflow))
 
 
 def slow_query(statement: str, elapsed_ms: float) -> None:
