@@ -21,6 +21,7 @@ from hms.auth.routes import blp as auth
 from hms.billing.routes import blp as billing
 from hms.cli import register_commands
 from hms.core.converters import IdConverter
+from hms.core.errorreport import init_error_reports
 from hms.core.inputs import init_inputs
 from hms.core.logs import configure_logging, log_formatter
 from hms.core.metrics import init_metrics
@@ -80,8 +81,6 @@ def _configure_logging(app: Flask) -> None:
     if not app.debug and not app.testing:
         configure_logging(app.config["LOG_FORMAT"])
     if app.config.get("SENTRY_DSN"):
-        from hms.core.errorreport import init_error_reports
-
         init_error_reports(app, app.config["SENTRY_DSN"])
 
 

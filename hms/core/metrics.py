@@ -37,6 +37,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import event
@@ -323,8 +324,6 @@ class WorkerProcesses:
 def render() -> tuple[bytes, str]:
     """The metrics of every worker (multiprocess mode) or of this process, as Prometheus text."""
     if MULTIPROC_DIR:
-        from prometheus_client import multiprocess
-
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=MULTIPROC_DIR)
         registry.register(WorkerProcesses(MULTIPROC_DIR))

@@ -49,13 +49,12 @@ def test_a_given_metrics_directory_is_emptied_at_start(monkeypatch, tmp_path):
 
 
 def test_without_a_directory_each_start_makes_its_own(monkeypatch):
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)  # restored after the test
     conf = _load(monkeypatch, None)
     conf["on_starting"](None)
     import os
 
     made = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")  # for the tests after this one
     assert made.is_dir() and made.name.startswith("hms-metrics-")
     conf["on_exit"](None)
     assert not made.exists()

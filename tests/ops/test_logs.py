@@ -125,7 +125,11 @@ def test_slow_query_threshold_setting(monkeypatch):
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if key != "SENTRY_DSN"}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("SENTRY_DSN", "PROMETHEUS_MULTIPROC_DIR")
+    }
     env["TEST_DATABASE_URL"] = "sqlite://"
     env.pop("TEST_REDIS_URL", None)
     return subprocess.run(
