@@ -132,7 +132,7 @@ class _Timing:
 def _record(response):
     """After-request hook: count and time the request, and log its line."""
     environ = request.environ
-    elapsed = perf_counter() - environ.get(START_KEY, perf_counter())
+    elapsed = perf_counter() - environ[START_KEY]
     rule = request.url_rule
     route = rule.rule if rule is not None else UNMATCHED
     method = environ["REQUEST_METHOD"]

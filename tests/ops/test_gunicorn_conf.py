@@ -49,7 +49,8 @@ def test_a_given_metrics_directory_is_emptied_at_start(monkeypatch, tmp_path):
 
 
 def test_without_a_directory_each_start_makes_its_own(monkeypatch):
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)  # restored after the test
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # so that it is restored after the test
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     conf = _load(monkeypatch, None)
     conf["on_starting"](None)
     import os
