@@ -34,6 +34,10 @@ def configure_logging(kind: str, level: int = logging.INFO) -> None:
     """One handler on the root logger, to standard error, in the given format (once:
     an app built again in the same process keeps the handler it has)."""
     formatter = log_formatter(kind)
+    # Neither format shows threads or multiprocessing names: not looked up for each record
+    # (under gevent a thread's name is a greenlet lookup; a few microseconds per line).
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()
