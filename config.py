@@ -120,6 +120,17 @@ class Config:
         # Lifetime of a page session (a shared clinic PC): from sign-in, not from last use.
         self.SESSION_HOURS = float(os.environ.get("SESSION_HOURS", "12"))
         self.PERMANENT_SESSION_LIFETIME = timedelta(hours=self.SESSION_HOURS)
+        # Observability (docs/operations.md). Log lines as plain text or one JSON object
+        # per line (production's default).
+        self.LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower()
+        # Statements slower than this are logged (SQL only, never parameters) and counted.
+        self.SLOW_QUERY_MS = float(os.environ.get("SLOW_QUERY_MS", "100"))
+        # GET /metrics from an address other than loopback needs `Authorization: Bearer`
+        # with this token; unset, only loopback may scrape.
+        self.METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
+        # Unhandled errors go to Sentry (without patient data) when set; unset, the
+        # Sentry SDK is not even imported.
+        self.SENTRY_DSN = os.environ.get("SENTRY_DSN") or None
 
     def __init__(self) -> None:
         self.read_environment()
@@ -184,6 +195,8 @@ class TestingConfig(Config):
             os.environ.get("TEST_DATABASE_URL", "sqlite://")
         )
         self.REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
+        self.METRICS_TOKEN = None
+        self.SENTRY_DSN = None
 
 
 class ProductionConfig(Config):
@@ -191,6 +204,7 @@ class ProductionConfig(Config):
         super().read_environment()
         # The session cookie only over HTTPS; SESSION_COOKIE_SECURE=0 for a plain-HTTP test bench.
         self.SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "1") != "0"
+        self.LOG_FORMAT = os.environ.get("LOG_FORMAT", "json").strip().lower()
 
     def __init__(self) -> None:
         missing = [name for name in ("SECRET_KEY", "DATABASE_URL") if not os.environ.get(name)]

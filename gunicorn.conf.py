@@ -13,6 +13,9 @@ would neither hear the first one's queue changes nor share its counts.
 
 import logging
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
@@ -69,6 +72,38 @@ def _gc_thresholds(value: str) -> tuple[int, int, int] | None:
 # looks at it, and gc.freeze() (after the app is loaded) keeps the imported modules out
 # of every collection. Objects in reference cycles are still collected, later.
 gc_thresholds = _gc_thresholds(os.environ.get("GC_THRESHOLDS", "50000,20,100"))
+
+
+# Metrics (hms/core/metrics.py): each worker writes its values to files in
+# PROMETHEUS_MULTIPROC_DIR, and a scrape of any worker reads them all. Without the
+# variable, each start makes its own directory (removed at exit); with it, the directory
+# is emptied at start (values of an earlier run would be added to this one's). A
+# worker that exits has its live gauges' files removed; its counters stay counted.
+_own_metrics_dir: str | None = None
+
+
+def on_starting(server):
+    global _own_metrics_dir
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        for old in Path(directory).glob("*.db"):
+            old.unlink()
+    else:
+        _own_metrics_dir = tempfile.mkdtemp(prefix="hms-metrics-")
+        # Set before any worker is forked (the app is loaded in the workers, after this).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def on_exit(server):
+    if _own_metrics_dir is not None:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
 
 
 def when_ready(server):

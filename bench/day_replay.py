@@ -84,7 +84,7 @@ from bench.lib.http import Answer, Http, host_and_port  # noqa: E402
 from bench.lib.seed import seed_clinic  # noqa: E402
 from bench.replay_checks import verify  # noqa: E402
 from bench.replay_clinic import Booking, Clinic, Doctor, SetupError, prepare_clinic  # noqa: E402
-from bench.replay_report import STEPS, render_markdown, summarize, title_of  # noqa: E402
+from bench.replay_report import STEPS, render_markdown, server_metrics, summarize, title_of  # noqa: E402
 from bench.replay_streams import (  # noqa: E402
     CHANGE_KINDS,
     Change,
@@ -430,7 +430,27 @@ def replay(stack, args) -> dict:
     verify_seconds = time.monotonic() - verify_started
     measured = Measured(clinic, recorder, screens, setup_seconds, wall, verify_seconds, client_cpu, server_cpu,
                         problems, min(len(bookings), args.verify_sample or len(bookings)))  # fmt: skip
-    return results_of(measured, args, stack)
+    data = results_of(measured, args, stack)
+    data["server_metrics"] = scrape_metrics(stack.base_url)
+    if data["server_metrics"].get("pool_timeouts"):
+        data["ok"] = False  # a 503 for want of a connection is a failure of the day
+    return data
+
+
+def scrape_metrics(base_url: str) -> dict:
+    """The server's /metrics at the end of the run (METRICS_TOKEN for a remote server)."""
+    import urllib.error
+    import urllib.request
+
+    token = os.environ.get("METRICS_TOKEN")
+    request = urllib.request.Request(
+        base_url + "/metrics", headers={"Authorization": f"Bearer {token}"} if token else {}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return server_metrics(answer.read().decode())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return {"unavailable": str(exc)[:200]}
 
 
 def stream_results(measured: Measured) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from inspect import CO_COROUTINE
 from pathlib import Path
 from types import FunctionType
@@ -22,7 +21,10 @@ from hms.auth.routes import blp as auth
 from hms.billing.routes import blp as billing
 from hms.cli import register_commands
 from hms.core.converters import IdConverter
+from hms.core.errorreport import init_error_reports
 from hms.core.inputs import init_inputs
+from hms.core.logs import configure_logging, log_formatter
+from hms.core.metrics import init_metrics
 from hms.core.requestid import init_request_id
 from hms.core.sessions import CookieSessionInterface
 from hms.errors import register_error_handlers
@@ -71,6 +73,7 @@ def create_app(config: Config | str | None = None) -> Flask:
     trust_proxies(app)
     _ensure_sqlite_folder(app)
     register_extensions(app)
+    init_metrics(app)  # after trust_proxies: its timing wraps the whole WSGI app
     register_blueprints(app)
     register_error_handlers(app, api)
     register_commands(app)
@@ -79,11 +82,11 @@ def create_app(config: Config | str | None = None) -> Flask:
 
 
 def _configure_logging(app: Flask) -> None:
+    log_formatter(app.config["LOG_FORMAT"])  # a wrong LOG_FORMAT stops the start
     if not app.debug and not app.testing:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
-        )
-        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+        configure_logging(app.config["LOG_FORMAT"])
+    if app.config.get("SENTRY_DSN"):
+        init_error_reports(app, app.config["SENTRY_DSN"])
 
 
 def trust_proxies(app: Flask) -> None:

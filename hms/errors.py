@@ -149,4 +149,7 @@ def register_error_handlers(app, api) -> None:
         if isinstance(err, HTTPException):
             return render(err)
         log.exception("unhandled error%s", request_context())
+        report = app.extensions.get("hms.error_report")  # Sentry, when SENTRY_DSN is set
+        if report is not None:
+            report(err)
         return render(http_error(500, "Internal server error."))

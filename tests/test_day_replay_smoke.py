@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from bench.replay_report import percentile
+from bench.replay_report import histogram_quantile, percentile, render_server_metrics, server_metrics
 from bench.replay_streams import Change, Display, SnapshotBook, change_versions, delivery_latencies
 from tests.conftest import ROOT
 
@@ -36,6 +36,9 @@ def test_a_small_day_replayed_ends_with_empty_queues_and_paid_bills(app, live_se
     data = json.loads(out.read_text())["data"]
     assert data["ok"] and data["errors"] == 0, data["error_samples"]
     assert data["verification"] == {"ok": True, "problems": [], "bills_checked": PATIENTS}
+    server = data["server_metrics"]  # the server's own /metrics at the end
+    assert server["requests"] >= data["requests"] and server["pool_timeouts"] == 0
+    assert "/api/appointments" in {row["route"] for row in server["routes"]}
     assert {step: row["count"] for step, row in data["steps"].items()} == dict.fromkeys(
         data["steps"], PATIENTS
     )
@@ -127,3 +130,26 @@ def test_percentile_is_nearest_rank():
     values = sorted(float(n) for n in range(1, 101))
     assert (percentile(values, 50), percentile(values, 95), percentile(values, 99)) == (50.0, 95.0, 99.0)
     assert percentile([3.0], 99) == 3.0 and percentile([], 50) is None
+
+
+def test_the_report_reads_the_servers_metrics_and_says_when_the_pool_timed_out():
+    text = """# TYPE hms_http_requests counter
+hms_http_requests_total{route="/api/x",method="GET",status="200"} 90
+hms_http_requests_total{route="/api/x",method="GET",status="503"} 10
+# TYPE hms_http_request_duration_seconds histogram
+hms_http_request_duration_seconds_bucket{route="/api/x",method="GET",le="0.01"} 50
+hms_http_request_duration_seconds_bucket{route="/api/x",method="GET",le="0.1"} 100
+hms_http_request_duration_seconds_bucket{route="/api/x",method="GET",le="+Inf"} 100
+hms_http_request_duration_seconds_count{route="/api/x",method="GET"} 100
+hms_http_request_duration_seconds_sum{route="/api/x",method="GET"} 3
+# TYPE hms_db_pool_timeouts counter
+hms_db_pool_timeouts_total 10
+# TYPE hms_db_slow_queries counter
+hms_db_slow_queries_total{kind="SELECT"} 4
+"""
+    server = server_metrics(text)
+    assert server["requests"] == 100 and server["server_errors"] == 10 and server["pool_timeouts"] == 10
+    assert server["routes"] == [{"route": "/api/x", "requests": 100, "p95_ms": 91.0}]
+    assert server["slow_queries"] == {"SELECT": 4}
+    assert "10 database pool timeouts" in "\n".join(render_server_metrics(server))
+    assert histogram_quantile(0.5, [(0.01, 50.0), (0.1, 100.0), (float("inf"), 100.0)]) == 0.01

@@ -36,6 +36,7 @@ from limits import RateLimitItem, parse
 from limits.storage import Storage
 from limits.strategies import MovingWindowRateLimiter
 
+from hms.core.metrics import rate_limited
 from hms.core.outage import Dependency
 from hms.errors import TooManyRequests
 from hms.extensions import limiter
@@ -52,10 +53,6 @@ def parse_limit(text: str) -> RateLimitItem | None:
     if text.strip().lower() in _OFF:
         return None
     return parse(text)
-
-
-def _on_refused(limit_name: str) -> None:
-    """Called at each refusal with "account" or "address" (a metrics counter at merge)."""
 
 
 class Refused(TooManyRequests):
@@ -99,7 +96,7 @@ class ApiLimits:
             self.redis.failed("rate-limit check", exc)
             return
         self.redis.ok()
-        _on_refused(limit_name)
+        rate_limited(limit_name)  # hms_rate_limit_refusals_total{limit=account|address}
         raise Refused(limit_name, max(1, math.ceil(reset_at - time.time())))
 
     def reset(self) -> None:

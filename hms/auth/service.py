@@ -29,6 +29,7 @@ from hms.auth.models import EndedSession, User
 from hms.auth.throttle import Refused, sign_in_throttle
 from hms.core.cache import cache_delete, cache_get, cache_set, cached, prefetch
 from hms.core.lru import BoundedCache
+from hms.core.metrics import rate_limited
 from hms.core.offload import off_loop, under_gevent
 from hms.core.settings import app_memo, setting
 from hms.core.time import utcnow
@@ -110,7 +111,7 @@ def _load_shared_identity(user_id: int) -> Identity | None:
             return None
         return asdict(Identity(user.id, user.username, user.name, user.role, user.active, user.token_epoch))
 
-    data = cached(_identity_key(user_id), IDENTITY_CACHE_SECONDS, load)
+    data = cached(_identity_key(user_id), IDENTITY_CACHE_SECONDS, load, name="identity")
     return Identity(**data) if data else None
 
 
@@ -146,6 +147,7 @@ def sign_in(username: str, password: str, client: str) -> Identity:
             ]
         )
     except Refused as refused:
+        rate_limited(refused.limit)
         message = TOO_MANY_SIGN_INS.format(window=refused.window_in_words())
         raise TooManyRequests(message, retry_after=refused.retry_after) from None
     with unit_of_work():

@@ -53,12 +53,14 @@ class Reservation:
 
 
 class Refused(Exception):
-    """A full limit: `item` is the limit, `retry_after` the seconds until its window ends."""
+    """A full limit: `item` is the limit, `retry_after` the seconds until its window ends,
+    `limit` which limit refused (the first word of its key)."""
 
-    def __init__(self, item: RateLimitItem, retry_after: int):
-        super().__init__(item, retry_after)
+    def __init__(self, item: RateLimitItem, retry_after: int, limit: str):
+        super().__init__(item, retry_after, limit)
         self.item = item
         self.retry_after = retry_after
+        self.limit = limit  # which limit refused: the first word of its key
 
     def window_in_words(self) -> str:
         """The limit's window in words: "a minute", "an hour", "10 minutes"."""
@@ -120,7 +122,7 @@ class SignInThrottle:
             item = _limit(text)
             if not window.hit(item, *key):
                 reset_at = window.get_window_stats(item, *key).reset_time
-                raise Refused(item, max(1, math.ceil(reset_at - time.time())))
+                raise Refused(item, max(1, math.ceil(reset_at - time.time())), key[0])
             taken.append((item, key))
         return Reservation(storage, tuple(taken))
 

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, g, has_app_context
 from redis.exceptions import RedisError
 
+from hms.core.metrics import cache_result
 from hms.core.outage import Dependency
 from hms.extensions import cache
 
@@ -193,9 +194,11 @@ def cache_delete(*keys: str) -> None:
         REDIS_CACHE.ok()
 
 
-def cached(key: str, timeout: int, load: Callable[[], T]) -> T:
-    """Return the cached value of `key`, or load, store and return it."""
+def cached(key: str, timeout: int, load: Callable[[], T], *, name: str = "other") -> T:
+    """Return the cached value of `key`, or load, store and return it. `name`: the
+    cache's name in the hit and miss counts (a fixed word, never the key)."""
     value = cache_get(key)
+    cache_result(name, value is not None)
     if value is not None:
         return value
     value = load()
@@ -204,13 +207,17 @@ def cached(key: str, timeout: int, load: Callable[[], T]) -> T:
     return value
 
 
-def cached_in_generation(namespace: str, key: str, timeout: int, load: Callable[[], T]) -> T:
+def cached_in_generation(
+    namespace: str, key: str, timeout: int, load: Callable[[], T], *, name: str = "other"
+) -> T:
     """Like `cached`, for a key that `bump_generation(namespace)` must invalidate, in ONE
     round trip: the value is stored with the generation tag it was read under, and the
     tag and the value are fetched together. A value stored under an older tag (read
     before the write that bumped it committed) is never returned."""
     tag, stored = cache_get_many(generation_key(namespace), key)
-    if tag is not None and isinstance(stored, tuple) and len(stored) == 2 and stored[0] == tag:
+    hit = tag is not None and isinstance(stored, tuple) and len(stored) == 2 and stored[0] == tag
+    cache_result(name, hit)
+    if hit:
         return stored[1]
     tag = tag or _new_generation(namespace)
     value = load()

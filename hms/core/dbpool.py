@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from time import perf_counter
 from typing import Any
 
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.util import queue as sqla_queue
+
+from hms.core.metrics import pool_changed, pool_waited
 
 _NOTHING = object()
 
@@ -78,6 +81,7 @@ class FairQueue(sqla_queue.QueueCommon):
                 raise sqla_queue.Empty()
             waiter = _Waiter()
             self._waiters.append(waiter)
+        started = perf_counter()
         try:
             waiter.ready.wait(timeout)
         except BaseException:  # killed while waiting (shutdown): pass on what it was given
@@ -86,7 +90,9 @@ class FairQueue(sqla_queue.QueueCommon):
         with self._lock:
             if waiter.item is _NOTHING:  # timed out before anything was handed over
                 self._waiters.remove(waiter)
+                pool_waited(perf_counter() - started, timed_out=True)  # QueuePool: a 503
                 raise sqla_queue.Empty()
+        pool_waited(perf_counter() - started, timed_out=False)
         return waiter.item
 
     def _abandon(self, waiter: _Waiter) -> None:
@@ -111,6 +117,16 @@ class FairQueue(sqla_queue.QueueCommon):
 
 
 class FairQueuePool(QueuePool):
-    """QueuePool whose waiters get returned connections in arrival order."""
+    """QueuePool whose waiters get returned connections in arrival order, and which
+    reports its connections in use and its overflow to the metrics after each change."""
 
     _queue_class = FairQueue
+
+    def _do_get(self):
+        record = super()._do_get()
+        pool_changed(self.checkedout(), self._overflow)
+        return record
+
+    def _do_return_conn(self, record) -> None:
+        super()._do_return_conn(record)
+        pool_changed(self.checkedout(), self._overflow)

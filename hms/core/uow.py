@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from hms.core.metrics import transaction_ended
 from hms.errors import Conflict
 from hms.extensions import db
 
@@ -114,9 +115,11 @@ def unit_of_work(conflict: str | None = None) -> Iterator[UnitOfWork]:
             db.session.commit()
         except BaseException as error:
             db.session.rollback()
+            transaction_ended(committed=False)
             if conflict is not None and isinstance(error, IntegrityError):
                 raise Conflict(conflict) from error
             raise
     finally:
         _current.reset(token)
+    transaction_ended(committed=True)
     uow._run_after()

@@ -30,6 +30,7 @@ from sqlalchemy import and_, bindparam, select, text
 from hms.appointments.models import ACTIVE_STATUS_SQL, IN_CONSULTATION, WAITING, Appointment, QueueDay
 from hms.auth.models import User
 from hms.core.cache import cache_get_many, cache_set
+from hms.core.metrics import cache_result
 from hms.core.time import utcnow
 from hms.errors import NotFound
 from hms.extensions import db
@@ -82,7 +83,9 @@ def read_snapshot(doctor_id: int, queue_date: date, cache_seconds: int) -> Snaps
 
     Raises NotFound if `doctor_id` is not a doctor."""
     tag, stored = cache_get_many(*cache_keys(doctor_id, queue_date))
-    if tag is not None and isinstance(stored, tuple) and len(stored) == 2 and stored[0] == tag:
+    hit = tag is not None and isinstance(stored, tuple) and len(stored) == 2 and stored[0] == tag
+    cache_result("queue_snapshot", hit)
+    if hit:
         return stored[1]
     snapshot = build_snapshot(doctor_id, queue_date)
     store_snapshot(snapshot, tag or replace_tag(doctor_id, queue_date), cache_seconds)

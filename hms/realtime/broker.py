@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 import redis
 from flask import Flask, current_app
 
+from hms.core.metrics import broker_message
 from hms.core.outage import Dependency, fail_fast
 from hms.realtime.memo import Encoded, SnapshotMemo
 
@@ -65,13 +66,16 @@ class Wakeup:
     `changes`: the highest version announced per changed date. `recheck`: look at the
     current snapshot whatever was announced (the subscriber (re)connected, since
     `since`); `force`: send it even if its version is the one already sent (after a
-    Redis outage). `closed`: the worker is shutting down."""
+    Redis outage). `closed`: the worker is shutting down. `published_at`: when the
+    earliest change it announces was published (time.time(); 0: unknown), for the
+    delivery-lag metric."""
 
     changes: dict[str, int] = field(default_factory=dict)
     recheck: bool = False
     force: bool = False
     since: float = 0.0
     closed: bool = False
+    published_at: float = 0.0
 
 
 class Subscription:
@@ -101,10 +105,12 @@ class Subscription:
     def closed(self) -> bool:
         return self._closed
 
-    def deliver(self, queue_date: str, version: int) -> None:
+    def deliver(self, queue_date: str, version: int, published_at: float = 0.0) -> None:
         with self._lock:
             pending = self._pending or Wakeup()
             pending.changes[queue_date] = max(version, pending.changes.get(queue_date, version))
+            if published_at and not pending.published_at:
+                pending.published_at = published_at
             self._pending = pending
             self._ready.set()
 
@@ -168,11 +174,11 @@ class SubscriberRegistry:
                 if not subscribers:
                     del self._by_topic[subscription.topic]
 
-    def deliver(self, topic: int, day: str, version: int) -> int:
+    def deliver(self, topic: int, day: str, version: int, published_at: float = 0.0) -> int:
         with self._lock:
             subscribers = list(self._by_topic.get(topic, ()))
         for subscription in subscribers:
-            subscription.deliver(day, version)
+            subscription.deliver(day, version, published_at)
         return len(subscribers)
 
     def variants(self, topic: int) -> set[str]:
@@ -236,7 +242,8 @@ class InProcessBroker(Broker):
     """The embedded default: one worker process, delivery is a function call."""
 
     def publish(self, topic: int, day: str, version: int, events: Mapping[str, bytes] | None = None) -> None:
-        self.registry.deliver(topic, day, version)
+        broker_message("published")
+        self.registry.deliver(topic, day, version, time.time())
 
 
 class RedisBroker(Broker):
@@ -288,7 +295,7 @@ class RedisBroker(Broker):
         return f"{self.channel_base}{topic}"
 
     def publish(self, topic: int, day: str, version: int, events: Mapping[str, bytes] | None = None) -> None:
-        payload: dict = {"topic": topic, "date": day, "version": version}
+        payload: dict = {"topic": topic, "date": day, "version": version, "at": time.time()}
         if events:
             payload["events"] = {variant: event.decode() for variant, event in events.items()}
         message = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
@@ -298,9 +305,10 @@ class RedisBroker(Broker):
             # The change is committed; only the push is lost. This worker's own streams
             # still hear it, the others resync when the subscriber reconnects.
             REDIS_PUBLISH.failed(f"publishing a change of topic {topic}", exc)
-            self.registry.deliver(topic, day, version)
+            self.registry.deliver(topic, day, version, payload["at"])
         else:
             REDIS_PUBLISH.ok()
+            broker_message("published")
 
     # -- the one subscriber per process -------------------------------------------
 
@@ -382,10 +390,14 @@ class RedisBroker(Broker):
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring malformed change message %r", message.get("data"))
             return
+        broker_message("received")
+        published_at = data.get("at")
         events = data.get("events")
         if isinstance(events, dict):
             self._keep_events(topic, day, version, events)
-        self.registry.deliver(topic, day, version)
+        self.registry.deliver(
+            topic, day, version, float(published_at) if isinstance(published_at, (int, float)) else 0.0
+        )
 
     def _keep_events(self, topic: int, day: str, version: int, events: dict) -> None:
         """Put the publisher's events in the memo, for the variants this worker's streams send."""

@@ -27,11 +27,13 @@ from collections.abc import Callable
 
 from flask import Flask
 
+from hms.core.metrics import delivered, stream_refused
 from hms.errors import TooManyRequests
 from hms.realtime.broker import Broker, QueueBroker, Subscription, Wakeup
 from hms.realtime.limiter import InProcessSlots, Lease, RedisSlots, StreamSlots, Topic, lease_ttl_seconds
 from hms.realtime.memo import Encoded, SnapshotMemo, retry_line
 from hms.realtime.stream import BUILD_RETRY_SECONDS, CLOSING, PING, WATCH, SseBody, watch_client
+from hms.realtime.streams import refusal_reason
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,8 @@ class MultiStream(SseBody):
         self._retry_build = False
         if wakeup.force or encoded.version != part.sent_version or encoded.date != part.sent_date:
             part.sent_version, part.sent_date = encoded.version, encoded.date
+            if wakeup.published_at:
+                delivered(wakeup.published_at)
             return encoded.event
         return None
 
@@ -196,6 +200,7 @@ def open_multi_stream(
         firsts = [broker.memo.share((topic, day, variant), read_first(topic, day)) for topic in topics]
         lease = slots.claim(claims, lease_ttl_seconds(heartbeat))
         if lease.refused_by is not None:
+            stream_refused(refusal_reason(lease.refused_by))
             raise TooManyRequests(refusals[lease.refused_by], retry_after=max(1, round(heartbeat)))
     except BaseException:
         for subscription in subscriptions:

@@ -42,6 +42,7 @@ from collections.abc import Callable
 
 from flask import Response, has_request_context, request
 
+from hms.core.metrics import delivered, stream_closed, stream_opened
 from hms.realtime.broker import Broker, Subscription, Wakeup
 from hms.realtime.limiter import InProcessSlots, Lease, RedisSlots
 from hms.realtime.memo import Encoded, SnapshotMemo, retry_line
@@ -232,6 +233,8 @@ class Stream(SseBody):
             self._retry_build = False
             if wakeup.force or encoded.version != self._sent_version or encoded.date != self._sent_date:
                 self._sent_version, self._sent_date = encoded.version, encoded.date
+                if wakeup.published_at:
+                    delivered(wakeup.published_at)
                 return encoded.event
 
 
@@ -257,6 +260,7 @@ class StreamWatch:
                 self._by_lease, self._by_fd, self._epoll, self._loop = {}, {}, None, None
                 self._pid = os.getpid()
             self._by_lease[stream.lease.lease_id] = stream
+            stream_opened()
             self._slots.add(stream.slots)
             fd = self._fd_of(sock)
             if fd >= 0 and self._watch_fd(fd):
@@ -291,6 +295,7 @@ class StreamWatch:
         with self._lock:
             if self._by_lease.get(stream.lease.lease_id) is stream:
                 del self._by_lease[stream.lease.lease_id]
+                stream_closed()
             fd, stream.fd = stream.fd, -1
             if fd >= 0 and self._by_fd.get(fd) is stream:
                 del self._by_fd[fd]

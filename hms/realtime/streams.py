@@ -15,11 +15,20 @@ from collections.abc import Callable
 
 from flask import Flask, has_request_context, request
 
+from hms.core.metrics import stream_refused
 from hms.errors import TooManyRequests
 from hms.realtime.broker import QueueBroker
 from hms.realtime.limiter import StreamSlots, Topic, lease_ttl_seconds
 from hms.realtime.memo import Encoded
 from hms.realtime.stream import Stream, watch_client
+
+
+def refusal_reason(topic: Topic) -> str:
+    """The refusals metric's label for a full topic: the kind before ":" of a named topic
+    ("account", "ticket"), "doctor" for a numbered one (the queue package's doctors)."""
+    if isinstance(topic, str):
+        return topic.partition(":")[0] or "other"
+    return "doctor"
 
 
 def open_stream(
@@ -64,6 +73,7 @@ def open_stream(
             claims, lease_ttl_seconds(heartbeat), owner=owner, take_over=resuming and bool(owner)
         )
         if lease.refused_by is not None:
+            stream_refused(refusal_reason(lease.refused_by))
             messages = {counted: refused, **{other: message for other, _, message in also}}
             raise TooManyRequests(messages[lease.refused_by], retry_after=max(1, round(heartbeat)))
     except BaseException:

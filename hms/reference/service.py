@@ -111,7 +111,7 @@ def list_items(resource: Resource, *, q: str | None = None, page: int, limit: in
     if q or page != 1:
         return load()
     key = f"{resource.cache_namespace}:{generation(resource.cache_namespace)}:list:{limit}"
-    return cached(key, _cache_seconds(), load)
+    return cached(key, _cache_seconds(), load, name="reference")
 
 
 def get_item(resource: Resource, item_id: int) -> dict:
@@ -121,7 +121,7 @@ def get_item(resource: Resource, item_id: int) -> dict:
         row = db.session.get(resource.model, item_id)
         return _as_dict(resource, row) if row is not None else None
 
-    item = cached(key, _cache_seconds(), load)
+    item = cached(key, _cache_seconds(), load, name="reference")
     if item is None:
         raise NotFound(f"No {resource.label} with this id.")
     return item

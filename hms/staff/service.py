@@ -259,7 +259,12 @@ def list_doctors(
 
     if page != 1 or department_id is not None or specialization_id is not None or available is not None:
         return load()
-    return cached(f"doctors:{generation(DOCTORS_CACHE_NAMESPACE)}:list:{limit}", _cache_seconds(), load)
+    return cached(
+        f"doctors:{generation(DOCTORS_CACHE_NAMESPACE)}:list:{limit}",
+        _cache_seconds(),
+        load,
+        name="doctor_list",
+    )
 
 
 def get_doctor(doctor_id: int) -> dict:
@@ -296,7 +301,9 @@ def doctor_profile(doctor_id: int) -> dict | None:
         user = db.session.scalar(_doctor_select().where(User.id == doctor_id))
         return _profile(user) if user is not None else None
 
-    return cached_in_generation(DOCTORS_CACHE_NAMESPACE, _profile_key(doctor_id), _cache_seconds(), load)
+    return cached_in_generation(
+        DOCTORS_CACHE_NAMESPACE, _profile_key(doctor_id), _cache_seconds(), load, name="doctor_profile"
+    )
 
 
 def _doctor_select():

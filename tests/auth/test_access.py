@@ -165,6 +165,7 @@ PUBLIC_ROUTES = {
     ("GET", "/api/docs"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
     ("GET", "/login"),
     ("POST", "/login"),
     ("POST", "/logout"),
