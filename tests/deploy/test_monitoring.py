@@ -6,7 +6,6 @@ when that module exists, else against the names agreed for issue 16 (NAMES below
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import shutil
@@ -19,29 +18,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 HISTOGRAM = "histogram"
-# name -> labels (HISTOGRAM: a histogram with these labels, exposed as _bucket/_count/_sum).
-NAMES: dict[str, tuple] = {
-    "hms_http_requests_total": ("route", "method", "status"),
-    "hms_http_request_duration_seconds": (HISTOGRAM, "route", "method"),
-    "hms_http_requests_in_flight": (),
-    "hms_sse_streams_open": (),
-    "hms_sse_refusals_total": ("reason",),
-    "hms_broker_messages_total": (),
-    "hms_broker_delivery_lag_seconds": (HISTOGRAM,),
-    "hms_cache_requests_total": ("cache", "result"),
-    "hms_db_pool_checked_out": (),
-    "hms_db_pool_overflow": (),
-    "hms_db_pool_waits_total": (),
-    "hms_db_pool_wait_seconds": (HISTOGRAM,),
-    "hms_db_pool_timeouts_total": (),
-    "hms_db_slow_queries_total": ("kind",),
-    "hms_db_transactions_total": ("outcome",),
-    "hms_rate_limit_refusals_total": ("limit",),
-    "process_resident_memory_bytes": (),
-    "process_open_fds": (),
-    # Not in the agreed list: the dashboard's "Query time p50/p95/p99" panel needs it.
-    "hms_db_query_duration_seconds": (HISTOGRAM,),
-}
 # Series Prometheus itself makes: every target's `up`, the blackbox exporter's probe.
 PROMETHEUS_OWN = {"up": (), "probe_success": ()}
 ALWAYS_LABELS = {"job", "instance", "pid"}
@@ -59,20 +35,17 @@ EXPECTED_ALERTS = {
 
 def known_series() -> dict[str, set[str]]:
     """Every series name an expression may use, with the labels it may select on."""
-    names = dict(NAMES)
-    try:
-        metrics = importlib.import_module("hms.core.metrics")
-    except ModuleNotFoundError:
-        metrics = None
-    if metrics is not None:
-        from prometheus_client.metrics import MetricWrapperBase
+    from prometheus_client.metrics import MetricWrapperBase
 
-        names = {"process_resident_memory_bytes": (), "process_open_fds": ()}
-        for value in vars(metrics).values():
-            if isinstance(value, MetricWrapperBase):
-                suffix = "_total" if value._type == "counter" else ""
-                kind = (HISTOGRAM,) if value._type == "histogram" else ()
-                names[value._name + suffix] = (*kind, *value._labelnames)
+    from hms.core import metrics
+
+    # The worker collector's process_* series, then every metric hms.core.metrics defines.
+    names = {"process_resident_memory_bytes": (), "process_open_fds": ()}
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            suffix = "_total" if value._type == "counter" else ""
+            kind = (HISTOGRAM,) if value._type == "histogram" else ()
+            names[value._name + suffix] = (*kind, *value._labelnames)
     series: dict[str, set[str]] = {}
     for name, spec in {**names, **PROMETHEUS_OWN}.items():
         labels = {label for label in spec if label != HISTOGRAM} | ALWAYS_LABELS

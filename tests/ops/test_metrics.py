@@ -9,12 +9,13 @@ import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hms.core import metrics
 from hms.core.dbpool import FairQueuePool
 from hms.core.uow import unit_of_work
+from hms.extensions import db
 from tests.queue.stream_helpers import StreamReader, booking, make_patient
 
 Samples = dict[tuple[str, frozenset], float]
@@ -154,9 +155,10 @@ def test_a_change_is_published_and_its_delivery_lag_observed(app, client, recept
             == 201
         )
         reader.next_event(timeout=3)
-        assert delta.of("hms_broker_messages_total", direction="published") == 1
+        # A booking changes the doctor's queue and opens a bill: two topics told.
+        assert delta.of("hms_broker_messages_total", direction="published") == 2
         if hasattr(broker, "connected"):  # this process's subscriber heard it too
-            assert delta.of("hms_broker_messages_total", direction="received") == 1
+            assert delta.of("hms_broker_messages_total", direction="received") == 2
         assert delta.of("hms_broker_delivery_lag_seconds_count") == 1
         assert 0 < delta.of("hms_broker_delivery_lag_seconds_sum") < 3
     finally:
@@ -221,6 +223,27 @@ def test_transactions_committed_and_rolled_back(app, client):
             raise ValueError("nothing written")
     assert delta.of("hms_db_transactions_total", result="committed") == 1
     assert delta.of("hms_db_transactions_total", result="rolled_back") == 1
+
+
+def test_every_statement_is_timed(app, client):
+    executed = []
+    with app.app_context():
+        engine = db.engine
+
+        def seen(conn, cursor, statement, *args):
+            executed.append(statement)
+
+        event.listen(engine, "after_cursor_execute", seen)
+        try:
+            delta = Delta(client)  # the scrape itself runs no SQL
+            for _ in range(3):
+                db.session.execute(text("SELECT 1"))
+            db.session.rollback()
+        finally:
+            event.remove(engine, "after_cursor_execute", seen)
+    assert executed.count("SELECT 1") == 3
+    assert delta.of("hms_db_query_duration_seconds_count") == len(executed)
+    assert delta.of("hms_db_query_duration_seconds_sum") > 0
 
 
 def test_slow_queries_are_counted_by_kind(app, client, reception, monkeypatch):
