@@ -13,7 +13,9 @@ TEST_DATABASE_URL/TEST_REDIS_URL are set):
    the display and the ticket follow;
 5. the cashier's **Bills to collect** lists the visit's bill without a reload; the
    cashier adds the prescribed medicines, takes a part payment, then the rest (the form
-   posted twice: one payment), and the receipt shows PAID.
+   posted twice: one payment), and the receipt shows PAID;
+6. the admin's **Reports** page shows the visit in today's figures: one booked and
+   completed for the doctor, 618.00 collected, nothing outstanding, the cashier's drawer.
 
 axe reports no serious or
 critical violation on any page visited; screenshots go to tests/screenshots/visit-*.png
@@ -92,6 +94,7 @@ def test_one_visit_across_reception_doctor_display_ticket_and_till(app, database
     phone_ctx, ticket = context(viewport={"width": 375, "height": 667}, is_mobile=True, has_touch=True)
     till_ctx, till = context(viewport={"width": 1280, "height": 900})
     cashier = make_user("cashier", password=PASSWORD, name="Kavya Till")
+    owner = make_user("admin", password=PASSWORD, name="Office Admin")
     with run_server(database_url, workers=1, extra_env=LIVE_ENV) as base:
         admin.base = desk_api.base = base
         dolo = admin.post(
@@ -334,6 +337,22 @@ def test_one_visit_across_reception_doctor_display_ticket_and_till(app, database
         expect(till.locator("table.lines").first).to_contain_text("Dolo 650")
         assert_accessible(till, "receipt")
         shot(till, "receipt")
+
+        # 8. The admin's reports page: the visit is in today's figures.
+        office_ctx, office = context(viewport={"width": 1280, "height": 900})
+        sign_in(office, base, owner, "/admin/reports")
+        visits = office.locator("#daily-table tbody tr", has_text="Dr Meera Rao")
+        expect(visits.locator('[data-col="booked"]')).to_have_text("1")
+        expect(visits.locator('[data-col="completed"]')).to_have_text("1")
+        expect(visits.locator('[data-col="still_waiting"]')).to_have_text("0")
+        expect(office.locator('#money-table [data-col="billed"]')).to_have_text("618.00")
+        expect(office.locator('#money-table [data-col="collected_total"]')).to_have_text("618.00")
+        expect(office.locator('#money-table [data-col="outstanding"]')).to_have_text("0.00")
+        drawer = office.locator("#cash-up-table tbody tr.total-row", has_text="Kavya Till")
+        expect(drawer.locator('[data-col="payment_count"]')).to_have_text("2")
+        expect(drawer.locator('[data-col="net"]')).to_have_text("618.00")
+        assert_accessible(office, "reports: the visit's day")
+        shot(office, "reports")
     assert errors == []  # no script error on any page
-    for ctx in (desk_ctx, doctor_ctx, display_ctx, phone_ctx, till_ctx):
+    for ctx in (desk_ctx, doctor_ctx, display_ctx, phone_ctx, till_ctx, office_ctx):
         ctx.close()
