@@ -17,6 +17,7 @@ from hms import (
 from hms.appointments.routes import blp as appointments
 from hms.auth import service as auth_service
 from hms.auth.access import check_policies, init_access
+from hms.auth.ratelimit import check_settings as check_rate_limit_settings
 from hms.auth.routes import blp as auth
 from hms.billing.routes import blp as billing
 from hms.cli import register_commands
@@ -69,6 +70,9 @@ def create_app(config: Config | str | None = None) -> Flask:
     app.session_interface = CookieSessionInterface()
     app.config.from_object(config if isinstance(config, Config) else get_config(config))
     _configure_logging(app)
+    # Settings that can stop the start are read before any extension is bound to this app:
+    # a refused start must not leave the shared extensions (the API's spec) half set up.
+    check_rate_limit_settings(app.config)
     init_request_id(app)  # before any other hook: every answer and log line carries it
     trust_proxies(app)
     _ensure_sqlite_folder(app)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from flask import Flask, current_app, g, redirect, request, session, url_for
 
-from hms.auth.ratelimit import Refused, check_settings, limit_account, limit_address, refusal_page
+from hms.auth.ratelimit import Refused, limit_account, limit_address, refusal_page
 from hms.auth.service import Identity, identity_from_session, identity_from_token
 from hms.core.access import (
     PUBLIC,
@@ -142,5 +142,4 @@ def check_policies(app: Flask) -> None:
 
 
 def init_access(app: Flask) -> None:
-    check_settings(app.config)
     app.before_request(enforce_policy)

@@ -36,6 +36,7 @@ from limits import RateLimitItem, parse
 from limits.storage import Storage
 from limits.strategies import MovingWindowRateLimiter
 
+from hms.core.db import end_read_transaction
 from hms.core.metrics import rate_limited
 from hms.core.outage import Dependency
 from hms.errors import TooManyRequests
@@ -86,6 +87,9 @@ class ApiLimits:
             return
         window = self._strategy()
         storage = self._storage
+        # The check may yield (a Redis round trip; the memory storage starts its expiry
+        # timer thread): the identity's read transaction must not be held across it.
+        end_read_transaction()
         try:
             if window.hit(item, limit_name, key):
                 self.redis.ok()

@@ -28,9 +28,10 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from hms.auth.models import EndedSession, User
 from hms.auth.throttle import Refused, sign_in_throttle
 from hms.core.cache import cache_delete, cache_get, cache_set, cached, prefetch
+from hms.core.db import end_read_transaction
 from hms.core.lru import BoundedCache
 from hms.core.metrics import rate_limited
-from hms.core.offload import off_loop, under_gevent
+from hms.core.offload import off_loop
 from hms.core.settings import app_memo, setting
 from hms.core.time import utcnow
 from hms.core.uow import unit_of_work
@@ -75,8 +76,7 @@ def _hashing(function, *args):
     read transaction, if one is open, ends first: on SQLite every transaction holds the
     write lock (BEGIN IMMEDIATE), and a greenlet that waits for it blocks the whole loop,
     this one's return included."""
-    if under_gevent() and db.session().in_transaction():
-        db.session.rollback()  # reads only: writes happen in a unit of work, not before one
+    end_read_transaction()
     return off_loop(function, *args)
 
 

@@ -6,6 +6,7 @@ from sqlalchemy import String, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hms.core.offload import under_gevent
 from hms.extensions import db
 
 
@@ -33,6 +34,16 @@ def next_value(name: str) -> int:
         ),
         {"name": name},
     ).scalar_one()
+
+
+def end_read_transaction() -> None:
+    """Under gevent, end the request's read transaction (if one is open) before a call
+    that may let another greenlet run (a thread pool, a Redis round trip, starting a
+    timer thread). On SQLite every transaction holds the write lock (BEGIN IMMEDIATE,
+    below), and a greenlet waiting for it blocks the whole loop, the holder included,
+    until the busy timeout. Only reads come before a unit of work, so nothing is lost."""
+    if under_gevent() and db.session().in_transaction():
+        db.session.rollback()
 
 
 @event.listens_for(Engine, "connect")
