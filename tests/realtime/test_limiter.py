@@ -317,7 +317,9 @@ def _claims(limit: int):
 
 
 def _check_takeover(slots):
-    first = slots.claim(((5, 2),), 30, owner=OWNER)
+    # `first` expires a second before `second`: the stalest lease whatever the clock's
+    # resolution (two claims in the same millisecond would tie, and the tie is random).
+    first = slots.claim(((5, 2),), 29, owner=OWNER)
     second = slots.claim(((5, 2),), 30, owner=OWNER)
     assert first.refused_by is None and second.refused_by is None
     assert first.lease_id.startswith(OWNER + "|")
@@ -359,7 +361,7 @@ def test_in_process_no_takeover_of_a_lease_for_another_topic():
 
 def test_redis_a_reconnect_takes_over_and_the_owner_worker_does_not_renew_it_back(redis_url):
     owner_worker, other_worker = RedisSlots(redis_url), RedisSlots(redis_url)
-    first = owner_worker.claim(((5, 2),), 30, owner=OWNER)
+    first = owner_worker.claim(((5, 2),), 29, owner=OWNER)  # the stalest: expires first
     second = owner_worker.claim(((5, 2),), 30, owner=OWNER)
     assert first.refused_by is None and second.refused_by is None
     assert other_worker.claim(((5, 2),), 30, owner=OTHER, take_over=True).refused_by == 5
