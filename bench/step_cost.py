@@ -57,6 +57,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--patients", type=int, default=300, help="patients through the steps")
     parser.add_argument("--base", default=BASE_DEFAULT, help="git revision to compare with ('none': skip)")
     parser.add_argument(
+        "--ablate",
+        action="store_true",
+        help="also run this tree without its request metrics and request log line (their cost alone)",
+    )
+    parser.add_argument(
         "--database", default=DATABASE, help=f"PostgreSQL database, recreated (default {DATABASE})"
     )
     parser.add_argument(
@@ -65,7 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _run_child(app_root: Path, patients: int, database: str = DATABASE, redis_url: str = REDIS_URL) -> dict:
+def _run_child(
+    app_root: Path, patients: int, database: str = DATABASE, redis_url: str = REDIS_URL, *probe_args: str
+) -> dict:
     """bench/step_cost_probe.py (this tree's copy) against the hms/ of `app_root`."""
     dsn = services.fresh_database(database)
     services.flush_redis(redis_url)
@@ -73,7 +80,7 @@ def _run_child(app_root: Path, patients: int, database: str = DATABASE, redis_ur
         out_path = Path(out.name)
     # -P: the probe's own folder (bench/) is not put on sys.path; PYTHONPATH: the tree measured.
     command = [sys.executable, "-P", str(PROBE), "--app-root", str(app_root), "--patients", str(patients),
-               "--out", str(out_path)]  # fmt: skip
+               "--out", str(out_path), *probe_args]  # fmt: skip
     env = services.app_env(dsn, redis_url, PYTHONPATH=str(app_root))
     subprocess.run(command, cwd=app_root, env=env, check=True)
     try:
@@ -90,6 +97,14 @@ def main(argv: list[str] | None = None) -> int:
         "current": {"revision": env["git"], **_run_child(ROOT, args.patients, args.database, args.redis_url)}
     }
     print(f"current: {runs['current']['cpu_ms_per_patient']} ms CPU per patient", flush=True)
+    if args.ablate:
+        runs["ablated"] = {
+            "revision": env["git"],
+            **_run_child(ROOT, args.patients, args.database, args.redis_url, "--without-request-metrics"),
+        }
+        print(
+            f"without request metrics: {runs['ablated']['cpu_ms_per_patient']} ms CPU per patient", flush=True
+        )
     if args.base.lower() != "none":
         with results.worktree(args.base) as (base, tree):
             runs["base"] = {
@@ -137,6 +152,27 @@ def render(result: dict) -> str:
             "",
             f"CPU per patient (all steps): {base['cpu_ms_per_patient']} ms at {base['revision']} (before) → "
             f"{current['cpu_ms_per_patient']} ms at {current['revision']} (after).",
+        ]
+    ablated = data["runs"].get("ablated")
+    if ablated:
+        lines += [
+            "",
+            "The same tree in the same run without its request metrics (WSGI timing, request counter and "
+            "histogram, statement hooks) and without the per-request log line (`--ablate`): what they cost alone.",
+            "",
+            "| step | CPU ms without → with | cost per request |",
+            "|---|---:|---:|",
+        ]
+        for step, now in current["steps"].items():
+            off = ablated["steps"].get(step)
+            if off is not None:
+                cost = now["cpu_ms_per_request"] - off["cpu_ms_per_request"]
+                lines.append(
+                    f"| {step} | {off['cpu_ms_per_request']} → {now['cpu_ms_per_request']} | {cost:+.2f} ms |"
+                )
+        lines += [
+            "",
+            f"CPU per patient: {ablated['cpu_ms_per_patient']} ms without → {current['cpu_ms_per_patient']} ms with.",
         ]
     else:
         lines += ["| step | SQL | Redis | CPU ms |", "|---|---:|---:|---:|"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 import uuid
@@ -192,11 +193,19 @@ def _create_schema(app) -> None:
         db.create_all()
 
 
-def measure(app_root: Path, patients: int) -> dict:
+def measure(app_root: Path, patients: int, without_request_metrics: bool = False) -> dict:
     sys.path.insert(0, str(app_root))
+    import hms
     from hms import create_app
 
+    if without_request_metrics:
+        # The ablation (bench/step_cost.py --ablate): the same tree without the per-request
+        # metrics (the WSGI timing, the request counter and histogram, the statement hooks)
+        # and without the per-request log line. Trees before issue 16 have neither.
+        hms.init_metrics = lambda app: None
     app = create_app("production")
+    if without_request_metrics:
+        logging.getLogger("hms.request").setLevel(logging.WARNING)
     _create_schema(app)
     tokens, doctor_id, medicine_id = seed(app)
     steps = Steps(app.test_client(), tokens, _count_statements(), _count_redis_commands())
@@ -220,8 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app-root", required=True, type=Path, help="the tree whose hms/ is measured")
     parser.add_argument("--patients", type=int, default=300)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument(
+        "--without-request-metrics",
+        action="store_true",
+        help="the ablation: no request metrics, no request log line",
+    )
     args = parser.parse_args(argv)
-    args.out.write_text(json.dumps(measure(args.app_root, args.patients)))
+    args.out.write_text(json.dumps(measure(args.app_root, args.patients, args.without_request_metrics)))
     return 0
 
 
