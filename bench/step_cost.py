@@ -38,7 +38,7 @@ from bench.lib import results, services
 
 SECTION = "step_cost"
 TITLE = (
-    "Cost per step: SQL statements, Redis commands and CPU per request, before and after (issues 6 and 13)"
+    "Cost per step: SQL statements, Redis commands and CPU per request, before and after (issues 6, 13, 16)"
 )
 ORDER = 65
 ACCEPTS: tuple[str, ...] = ()
@@ -174,7 +174,7 @@ def render(result: dict) -> str:
             "",
             f"CPU per patient: {ablated['cpu_ms_per_patient']} ms without → {current['cpu_ms_per_patient']} ms with.",
         ]
-    else:
+    if not base and not ablated:
         lines += ["| step | SQL | Redis | CPU ms |", "|---|---:|---:|---:|"]
         for step, now in current["steps"].items():
             lines.append(
