@@ -156,6 +156,11 @@ def receivables_rows(report: dict) -> list[dict]:
 # ---- cells --------------------------------------------------------------------------------
 
 
+def method_label(method: str) -> str:
+    """A payment method as staff say it ("Cash", "UPI"); ALL, a staff member's total, as "All"."""
+    return "All" if method == "ALL" else METHOD_LABELS.get(method, method)
+
+
 def cell(value) -> str:
     """A value as the text of a table cell or CSV field."""
     if value is None:

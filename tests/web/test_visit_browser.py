@@ -351,6 +351,9 @@ def test_one_visit_across_reception_doctor_display_ticket_and_till(app, database
         drawer = office.locator("#cash-up-table tbody tr.total-row", has_text="Kavya Till")
         expect(drawer.locator('[data-col="payment_count"]')).to_have_text("2")
         expect(drawer.locator('[data-col="net"]')).to_have_text("618.00")
+        expect(drawer.locator('[data-col="method"]')).to_have_text("All")
+        cash = office.locator("#cash-up-table tbody tr:not(.total-row)", has_text="Kavya Till")
+        expect(cash.locator('[data-col="method"]')).to_have_text("Cash")  # as staff say it, not CASH
         assert_accessible(office, "reports: the visit's day")
         shot(office, "reports")
     assert errors == []  # no script error on any page
